@@ -1,0 +1,117 @@
+//! What the operator observed. Written only through the status subresource.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where an Execution is in its life. The last three are terminal.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::TimedOut)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::TimedOut => "TimedOut",
+        }
+    }
+}
+
+/// Machine-readable reasons used in `status.reason` and condition reasons.
+pub mod reasons {
+    pub const COMPLETED: &str = "Completed";
+    pub const NON_ZERO_EXIT: &str = "NonZeroExitCode";
+    pub const SIGNALED: &str = "Signaled";
+    pub const OOM_KILLED: &str = "OOMKilled";
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const RESULT_MISSING: &str = "ResultMissing";
+    pub const RUNNER_FAILED: &str = "RunnerFailed";
+    pub const JOB_FAILED: &str = "JobFailed";
+    pub const JOB_DELETED: &str = "JobDeleted";
+    pub const CREATED: &str = "JobCreated";
+    pub const STARTED: &str = "Started";
+}
+
+/// Condition types set on every Execution.
+pub mod condition_types {
+    /// True once the spec passed validation and the Job exists.
+    pub const ACCEPTED: &str = "Accepted";
+    /// True once the Execution reached a terminal phase (any outcome), so
+    /// `kubectl wait --for=condition=Complete` works for every result.
+    pub const COMPLETE: &str = "Complete";
+}
+
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatus {
+    pub phase: Phase,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+
+    /// When the program started (the run container started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the Execution reached its terminal phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Wall time of the program itself, measured inside the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_millis: Option<i64>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Peak resident memory of the program, as the kernel (gVisor's Sentry) reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<i64>,
+
+    /// Standard output, capped at `limits.maxOutputBytes` (lossy UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdout_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stderr_truncated: bool,
+
+    /// One word (see `reasons`), then a sentence for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ExecutionStatus {
+    pub fn is_terminal(&self) -> bool {
+        self.phase.is_terminal()
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}

@@ -1,0 +1,148 @@
+//! Command line of the runner. Hand-parsed on purpose: the binary is copied
+//! into every sandbox, so it carries no dependency it does not need.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::run::RunConfig;
+
+pub const USAGE: &str = "usage:
+  sandrun-runner install DIR
+      copy this binary into DIR (run by the init container)
+  sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--stdin FILE]
+                     [--source DIR] [--workdir DIR] -- COMMAND [ARG...]
+      run COMMAND and print one result frame";
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Install { dir: PathBuf },
+    Run(RunConfig),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CliError {
+    #[error("unknown subcommand {0:?}")]
+    UnknownSubcommand(String),
+    #[error("missing subcommand")]
+    MissingSubcommand,
+    #[error("flag {0} needs a value")]
+    MissingValue(String),
+    #[error("flag {flag}: {value:?} is not a whole number")]
+    NotANumber { flag: String, value: String },
+    #[error("unknown flag {0:?}")]
+    UnknownFlag(String),
+    #[error("no command after --")]
+    MissingCommand,
+    #[error("install needs exactly one directory")]
+    InstallDir,
+}
+
+pub fn parse(args: &[String]) -> Result<Command, CliError> {
+    let (sub, rest) = args.split_first().ok_or(CliError::MissingSubcommand)?;
+    match sub.as_str() {
+        "install" => match rest {
+            [dir] => Ok(Command::Install { dir: dir.into() }),
+            _ => Err(CliError::InstallDir),
+        },
+        "run" => parse_run(rest).map(Command::Run),
+        other => Err(CliError::UnknownSubcommand(other.to_owned())),
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
+    let mut config = RunConfig::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--" {
+            config.command = it.cloned().collect();
+            if config.command.is_empty() {
+                return Err(CliError::MissingCommand);
+            }
+            return Ok(config);
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| CliError::MissingValue(flag.clone()))?;
+        match flag.as_str() {
+            "--timeout-ms" => config.timeout = Duration::from_millis(number(flag, value)?),
+            "--max-output-bytes" => config.max_output_bytes = number(flag, value)? as usize,
+            "--stdin" => config.stdin = Some(value.into()),
+            "--source" => config.source = Some(value.into()),
+            "--workdir" => config.workdir = Some(value.into()),
+            _ => return Err(CliError::UnknownFlag(flag.clone())),
+        }
+    }
+    Err(CliError::MissingCommand)
+}
+
+fn number(flag: &str, value: &str) -> Result<u64, CliError> {
+    value.parse().map_err(|_| CliError::NotANumber {
+        flag: flag.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_a_full_run() {
+        let cmd = parse(&args(
+            "run --timeout-ms 2000 --max-output-bytes 10 --stdin /in --source /src --workdir /w -- python3 main.py -v",
+        ))
+        .unwrap();
+        let Command::Run(c) = cmd else {
+            panic!("not run")
+        };
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.max_output_bytes, 10);
+        assert_eq!(c.stdin, Some("/in".into()));
+        assert_eq!(c.source, Some("/src".into()));
+        assert_eq!(c.workdir, Some("/w".into()));
+        assert_eq!(c.command, args("python3 main.py -v"));
+    }
+
+    #[test]
+    fn table_of_bad_command_lines() {
+        let cases = [
+            ("", CliError::MissingSubcommand),
+            ("explode", CliError::UnknownSubcommand("explode".into())),
+            ("install", CliError::InstallDir),
+            (
+                "run --timeout-ms",
+                CliError::MissingValue("--timeout-ms".into()),
+            ),
+            (
+                "run --timeout-ms soon -- x",
+                CliError::NotANumber {
+                    flag: "--timeout-ms".into(),
+                    value: "soon".into(),
+                },
+            ),
+            (
+                "run --color red -- x",
+                CliError::UnknownFlag("--color".into()),
+            ),
+            ("run --", CliError::MissingCommand),
+            ("run --stdin /x", CliError::MissingCommand),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(&args(line)), Err(want), "for {line:?}");
+        }
+    }
+
+    #[test]
+    fn install_takes_a_directory() {
+        assert_eq!(
+            parse(&args("install /sandrun/bin")),
+            Ok(Command::Install {
+                dir: "/sandrun/bin".into()
+            })
+        );
+    }
+}

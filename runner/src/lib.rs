@@ -1,0 +1,16 @@
+//! The sandrun runner: a small static binary that runs inside the execution
+//! pod around the user's program. It lets users keep stock language images:
+//! an init container copies it into a shared `emptyDir`, and the main
+//! container starts it with the user's command after `--`.
+//!
+//! It captures stdout and stderr separately (each capped), enforces the
+//! wall-clock timeout, measures wall time and peak memory, and prints exactly
+//! one framed [`RunResult`] line to its own stdout — the container log — for
+//! the operator to read. Nothing else is written there.
+
+pub mod capture;
+pub mod cli;
+pub mod protocol;
+pub mod run;
+
+pub use protocol::{parse_frame, RunResult, FRAME_PREFIX};

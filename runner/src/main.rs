@@ -1,0 +1,44 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use sandrun_runner::cli::{self, Command, USAGE};
+use sandrun_runner::run::run;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Ok(Command::Install { dir }) => install(&dir),
+        Ok(Command::Run(config)) => {
+            let frame = run(&config).to_frame();
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(frame.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(70);
+            }
+            // The program's own exit code lives in the frame; the container
+            // exits 0 so a non-zero program does not look like a runner fault.
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sandrun-runner: {e}\n{USAGE}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn install(dir: &std::path::Path) -> ExitCode {
+    let copied = std::env::current_exe().and_then(|exe| {
+        std::fs::create_dir_all(dir)?;
+        std::fs::copy(exe, dir.join("sandrun-runner")).map(|_| ())
+    });
+    match copied {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandrun-runner: install into {}: {e}", dir.display());
+            ExitCode::from(73)
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Runs the user's program once and turns what happened into a [`RunResult`].
+
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::capture::{drain, to_text, SharedCapture};
+use crate::protocol::RunResult;
+
+/// How long to wait for the output pipes to close after the program is gone.
+/// A daemonized grandchild may hold them open; its output is not waited for.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub timeout: Duration,
+    pub max_output_bytes: usize,
+    pub stdin: Option<PathBuf>,
+    pub source: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    pub command: Vec<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_output_bytes: 64 * 1024,
+            stdin: None,
+            source: None,
+            workdir: None,
+            command: Vec::new(),
+        }
+    }
+}
+
+pub fn run(config: &RunConfig) -> RunResult {
+    if let (Some(source), Some(workdir)) = (&config.source, &config.workdir) {
+        if let Err(e) = copy_tree(source, workdir) {
+            return failed_to_start(format!(
+                "could not copy source files into {}: {e}",
+                workdir.display()
+            ));
+        }
+    }
+    let stdin = match &config.stdin {
+        Some(path) if path.exists() => match File::open(path) {
+            Ok(f) => Stdio::from(f),
+            Err(e) => {
+                return failed_to_start(format!("could not open stdin {}: {e}", path.display()))
+            }
+        },
+        _ => Stdio::null(),
+    };
+    let Some((program, args)) = config.command.split_first() else {
+        return failed_to_start("no command".to_owned());
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = &config.workdir {
+        command.current_dir(dir);
+    }
+    // Own session and process group, so the deadline kills every descendant.
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+
+    let oom_before = oom_kill_count();
+    let started = Instant::now();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed_to_start(format!("could not start {program:?}: {e}")),
+    };
+    let cap = config.max_output_bytes;
+    let (stdout, stdout_done) = spawn_drain(child.stdout.take(), cap);
+    let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
+
+    let (status, timed_out) = wait_with_deadline(&mut child, config.timeout);
+    let duration = started.elapsed();
+    kill_group(child.id());
+    let pipes_deadline = Instant::now() + PIPE_GRACE;
+    for done in [stdout_done, stderr_done] {
+        let _ = done.recv_timeout(pipes_deadline.saturating_duration_since(Instant::now()));
+    }
+
+    let mut result = RunResult {
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        timed_out,
+        duration_millis: duration.as_millis() as u64,
+        peak_memory_bytes: peak_child_rss(),
+        oom_killed: oom_before
+            .zip(oom_kill_count())
+            .map(|(before, after)| after > before),
+        ..Default::default()
+    };
+    if let Ok(c) = stdout.lock() {
+        (result.stdout, result.stdout_truncated) = to_text(&c, cap);
+        result.stdout_bytes = c.total;
+    }
+    if let Ok(c) = stderr.lock() {
+        (result.stderr, result.stderr_truncated) = to_text(&c, cap);
+        result.stderr_bytes = c.total;
+    }
+    if status.is_none() {
+        result.error = Some("lost track of the program (wait failed)".to_owned());
+    }
+    result
+}
+
+fn failed_to_start(message: String) -> RunResult {
+    let stderr = format!("sandrun: {message}\n");
+    RunResult {
+        exit_code: Some(127),
+        stderr_bytes: stderr.len() as u64,
+        stderr,
+        error: Some(message),
+        ..Default::default()
+    }
+}
+
+fn spawn_drain(
+    pipe: Option<impl std::io::Read + Send + 'static>,
+    cap: usize,
+) -> (SharedCapture, mpsc::Receiver<()>) {
+    let shared = SharedCapture::default();
+    let (done_tx, done_rx) = mpsc::channel();
+    if let Some(pipe) = pipe {
+        let into = shared.clone();
+        thread::spawn(move || {
+            drain(pipe, cap, &into);
+            let _ = done_tx.send(());
+        });
+    }
+    (shared, done_rx)
+}
+
+/// Waits for the program; at the deadline kills its whole process group.
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> (Option<ExitStatus>, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Some(status), false),
+            Ok(None) => {}
+            Err(_) => return (None, false),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            kill_group(child.id());
+            return (child.wait().ok(), true);
+        }
+        // Short sleeps keep the deadline sharp without a reaper thread.
+        thread::sleep((deadline - now).min(Duration::from_millis(10)));
+    }
+}
+
+fn kill_group(pid: u32) {
+    // SAFETY: plain syscall; a stale group id only yields ESRCH.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+fn peak_child_rss() -> Option<u64> {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    (rc == 0 && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024)
+}
+
+/// OOM kills recorded by the container's memory cgroup (v2, then v1).
+fn oom_kill_count() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ]
+    .iter()
+    .find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
+/// Copies a directory tree (following the symlinks a ConfigMap volume is made of).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        // ConfigMap volumes keep their real data under hidden `..data` dirs.
+        if name.to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if std::fs::metadata(&src)?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> RunConfig {
+        RunConfig {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn separates_streams_and_keeps_the_exit_code() {
+        let r = run(&sh("echo out; echo err >&2; exit 3"));
+        assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out\n", "err\n"));
+        assert_eq!((r.exit_code, r.signal, r.timed_out), (Some(3), None, false));
+        assert!(r.peak_memory_bytes.is_some());
+    }
+
+    #[test]
+    fn kills_the_whole_group_at_the_deadline() {
+        let mut config = sh("sleep 30 & sleep 30; echo never");
+        config.timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let r = run(&config);
+        assert!(r.timed_out);
+        assert_eq!(r.signal, Some(libc::SIGKILL));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.stdout, "");
+    }
+
+    #[test]
+    fn caps_output_but_drains_it_all() {
+        let mut config = sh("head -c 1000000 /dev/zero | tr '\\0' x");
+        config.max_output_bytes = 100;
+        let r = run(&config);
+        assert_eq!(r.stdout.len(), 100);
+        assert!(r.stdout_truncated);
+        assert_eq!(r.stdout_bytes, 1_000_000);
+        assert_eq!(r.exit_code, Some(0));
+    }
+
+    #[test]
+    fn feeds_stdin_and_copies_sources() {
+        let dir = std::env::temp_dir().join(format!("sandrun-runner-test-{}", std::process::id()));
+        let (src, work) = (dir.join("src"), dir.join("work"));
+        std::fs::create_dir_all(src.join("pkg")).unwrap();
+        std::fs::write(src.join("pkg/data.txt"), "from a file\n").unwrap();
+        std::fs::write(dir.join("stdin"), "from stdin\n").unwrap();
+        let mut config = sh("cat pkg/data.txt; cat");
+        config.source = Some(src);
+        config.workdir = Some(work);
+        config.stdin = Some(dir.join("stdin"));
+        let r = run(&config);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(r.stdout, "from a file\nfrom stdin\n");
+    }
+
+    #[test]
+    fn a_missing_program_is_reported_not_panicked() {
+        let r = run(&RunConfig {
+            command: vec!["/no/such/program".into()],
+            ..Default::default()
+        });
+        assert_eq!(r.exit_code, Some(127));
+        assert!(r.error.unwrap().contains("could not start"));
+    }
+}
