@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Install and build everything the local cluster needs. Idempotent: apt
+# packages already present and binaries already in the cache are skipped, so a
+# warm run takes about a second.
+#
+# Outputs (keyed by version, outside the repo, kept between runs):
+#   $SANDRUN_CACHE/k8s-$K8S_VERSION/bin/sandrun-k8s  + one symlink per component
+#                                                     (etcd kube-apiserver ... kubectl)
+#   $SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin/crictl
+#   $SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin/{runsc,containerd-shim-runsc-v1}
+#     (by cluster/build-gvisor.sh, when present)
+# Go's own build and module caches stay at their defaults (~/.cache/go-build,
+# ~/go/pkg/mod), so a rebuild after a version bump reuses unchanged packages.
+set -euo pipefail
+LOG_TAG=build
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/lib/common.sh"
+
+APT_PACKAGES=(
+  containerd runc containernetworking-plugins # container runtime + CNI plugins
+  iptables nftables conntrack iproute2         # kubelet, kube-proxy, CNI
+  openssl curl jq socat util-linux procps      # PKI, health checks, port-forward
+  umoci debootstrap                            # local images without a registry
+  ca-certificates
+)
+
+install_apt_packages() {
+  local p missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing apt packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+check_go() {
+  [[ -x /usr/local/go/bin/go ]] && PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || die "Go is required (>= 1.24) to build Kubernetes"
+  local v
+  v=$(go env GOVERSION | sed 's/^go//')
+  # Kubernetes 1.34 needs Go 1.24; GOTOOLCHAIN=local forbids silent downloads.
+  [[ $(printf '1.24\n%s\n' "$v" | sort -V | head -1) == 1.24 ]] ||
+    die "Go $v is too old; Kubernetes $K8S_VERSION needs Go >= 1.24"
+  return 0
+}
+
+build_k8s() {
+  local out="$K8S_BIN_DIR/sandrun-k8s" c
+  mkdir -p "$K8S_BIN_DIR"
+  if [[ -x $out ]]; then
+    log "sandrun-k8s $K8S_VERSION present (skip)"
+  else
+    local minor=${K8S_VERSION#v*.} major=${K8S_VERSION#v}
+    minor=${minor%%.*} major=${major%%.*}
+    local ldflags="-s -w"
+    ldflags+=" -X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+    ldflags+=" -X k8s.io/component-base/version.gitMajor=$major"
+    ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
+    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+    log "building sandrun-k8s $K8S_VERSION (cold: tens of minutes on 2 cores; warm Go cache: ~1 min)"
+    local start=$SECONDS tmp="$out.tmp.$$"
+    # Build to a temp name and rename, so an interrupted build never leaves a
+    # binary that the "present" check above would trust.
+    (cd "$CLUSTER_DIR/k8s" && GOWORK=off GOTOOLCHAIN=local go build -trimpath -ldflags "$ldflags" -o "$tmp" .) ||
+      { rm -f "$tmp"; die "sandrun-k8s build failed"; }
+    mv "$tmp" "$out"
+    log "built sandrun-k8s in $((SECONDS - start))s"
+  fi
+  for c in "${K8S_COMPONENTS[@]}"; do
+    ln -sfn sandrun-k8s "$K8S_BIN_DIR/$c"
+  done
+}
+
+build_crictl() {
+  local out="$CRICTL_BIN_DIR/crictl"
+  if [[ -x $out ]]; then
+    log "crictl $CRICTL_VERSION present (skip)"
+    return 0
+  fi
+  log "building crictl $CRICTL_VERSION"
+  local start=$SECONDS tmp
+  mkdir -p "$CRICTL_BIN_DIR"
+  tmp=$(mktemp -d "$CRICTL_BIN_DIR/.build.XXXXXX")
+  GOBIN="$tmp" GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" || { rm -rf "$tmp"; die "crictl build failed"; }
+  mv "$tmp/crictl" "$out"
+  rm -rf "$tmp"
+  log "built crictl in $((SECONDS - start))s"
+}
+
+# gVisor has its own script (another owner); it may not exist yet.
+build_gvisor() {
+  if [[ -f $CLUSTER_DIR/build-gvisor.sh ]]; then
+    bash "$CLUSTER_DIR/build-gvisor.sh" >/dev/null
+  else
+    log "cluster/build-gvisor.sh not found: skipping gVisor (runtimeClassName runsc will not work)"
+  fi
+}
+
+# Every pod needs the sandbox image localhost/pause; the images build (another
+# owner) makes it in seconds. Other images are built by images/build.sh itself.
+build_pause_image() {
+  if [[ -f $REPO_DIR/images/build.sh ]]; then
+    bash "$REPO_DIR/images/build.sh" pause >/dev/null ||
+      log "warning: images/build.sh pause failed; pods need $PAUSE_IMAGE"
+  else
+    log "images/build.sh not found: import $PAUSE_IMAGE yourself"
+  fi
+}
+
+main() {
+  need_root
+  local t0
+  t0=$(now)
+  mkdir -p "$SANDRUN_CACHE"
+  # One build at a time: two concurrent Kubernetes builds on 2 cores would
+  # each take twice as long and race on the output.
+  exec 9>"$SANDRUN_CACHE/.cluster-build.lock"
+  flock 9
+  install_apt_packages
+  check_go
+  build_k8s
+  build_crictl
+  build_gvisor
+  build_pause_image
+  log "build complete ($(elapsed "$t0")): $K8S_BIN_DIR"
+}
+
+main "$@"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Stop the local cluster and remove everything it put on the host: processes,
+# mounts, pod network namespaces, the CNI bridge, KUBE-/CNI- iptables rules
+# and changed sysctls. Safe to run when nothing is up.
+#
+# Usage: cluster/down.sh [--purge]
+#   --purge (or SANDRUN_PURGE=1): also delete the state dir (PKI, etcd data,
+#   images in containerd, logs). Build caches are never touched.
+set -euo pipefail
+LOG_TAG=down
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/lib/common.sh"
+source "$here/lib/host.sh"
+
+# Ask containerd to stop and remove every pod sandbox while it still runs:
+# that runs CNI DEL for each pod (veth, IPAM lease, masquerade rules) and
+# unmounts container filesystems the proper way. Best effort: the brute-force
+# cleanup afterwards catches whatever this misses.
+remove_pods_via_cri() {
+  daemon_running containerd || return 0
+  command -v crictl >/dev/null && [[ -f $CONF_DIR/crictl.yaml ]] || return 0
+  local cri=(crictl --config "$CONF_DIR/crictl.yaml")
+  [[ -n $("${cri[@]}" pods -q 2>/dev/null) ]] || return 0
+  timeout 60 "${cri[@]}" rmp --all --force >/dev/null 2>&1 ||
+    log "warning: could not remove all pods through CRI; cleaning up by force"
+}
+
+main() {
+  local purge=${SANDRUN_PURGE:-0} arg t0
+  for arg in "$@"; do
+    case $arg in
+      --purge) purge=1 ;;
+      -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+      *) die "unknown argument: $arg" ;;
+    esac
+  done
+  need_root
+  t0=$(now)
+
+  # Controllers first so nothing reschedules or recreates pods meanwhile,
+  # then the node agents, then the pods, then the runtime and the API.
+  stop_daemon kube-controller-manager
+  stop_daemon kube-scheduler
+  stop_daemon kubelet
+  stop_daemon kube-proxy
+  remove_pods_via_cri
+  stop_daemon containerd
+  stop_daemon kube-apiserver
+  stop_daemon etcd
+
+  cleanup_runtime_leftovers
+  host_sysctls_restore
+  if [[ $purge == 1 && -d $SANDRUN_STATE ]]; then
+    rm -rf --one-file-system "$SANDRUN_STATE"
+    log "state dir $SANDRUN_STATE removed"
+  fi
+  log "cluster down ($(elapsed "$t0"))"
+}
+
+main "$@"

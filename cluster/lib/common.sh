@@ -1,0 +1,157 @@
+# Shared settings and helpers for the local cluster scripts. Sourced, not run.
+# shellcheck shell=bash
+
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
+# shellcheck source=../versions.env
+source "$CLUSTER_DIR/versions.env"
+
+# shellcheck source=tools.env
+source "$CLUSTER_DIR/lib/tools.env"
+
+SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
+SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"
+K8S_BIN_DIR="$SANDRUN_CACHE/k8s-$K8S_VERSION/bin"
+CRICTL_BIN_DIR="$SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin"
+GVISOR_BIN_DIR="$SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin"
+K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
+
+# Layout of the state dir. run/ holds only what is meaningless after the
+# daemons stop (sockets, containerd/runc/runsc runtime state, mounts);
+# down.sh empties it, everything else survives a down/up cycle.
+PKI_DIR="$SANDRUN_STATE/pki"
+CONF_DIR="$SANDRUN_STATE/config"
+LOG_DIR="$SANDRUN_STATE/logs"
+PID_DIR="$SANDRUN_STATE/pids"
+RUN_DIR="$SANDRUN_STATE/run"
+ETCD_DIR="$SANDRUN_STATE/etcd"
+CONTAINERD_ROOT="$SANDRUN_STATE/containerd"
+CONTAINERD_STATE="$RUN_DIR/containerd"
+CONTAINERD_SOCK="$RUN_DIR/containerd.sock"
+RUNC_ROOT="$RUN_DIR/runc"
+RUNSC_ROOT="$RUN_DIR/runsc"
+RUNSC_CONFIG="$CONF_DIR/runsc.toml"
+KUBELET_DIR="$SANDRUN_STATE/kubelet"
+POD_LOG_DIR="$SANDRUN_STATE/pod-logs"
+CNI_CONF_DIR="$CONF_DIR/cni"
+CNI_IPAM_DIR="$RUN_DIR/cni-ipam"
+CNI_BIN_DIR="/usr/lib/cni"
+KUBECONFIG_ADMIN="$SANDRUN_STATE/kubeconfig"
+
+# Cluster network. The pod range must not overlap the host's own networks.
+CNI_NETWORK="sandrun"
+CNI_BRIDGE="sandrun0"
+POD_CIDR="${SANDRUN_POD_CIDR:-10.88.0.0/16}"
+SERVICE_CIDR="${SANDRUN_SERVICE_CIDR:-10.96.0.0/16}"
+API_SERVICE_IP="${SANDRUN_API_SERVICE_IP:-10.96.0.1}"
+API_PORT=6443
+ETCD_CLIENT_URL="http://127.0.0.1:2379"
+ETCD_PEER_URL="http://127.0.0.1:2380"
+PAUSE_IMAGE="localhost/pause:$PAUSE_VERSION"
+
+# Daemons need /usr/sbin (iptables, runc) and the gVisor shim on PATH:
+# containerd finds containerd-shim-runsc-v1 by name.
+export PATH="$K8S_BIN_DIR:$CRICTL_BIN_DIR:$GVISOR_BIN_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
+
+log() { printf '[%s] %s\n' "${LOG_TAG:-sandrun}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Seconds since the epoch with milliseconds, for the timings we print.
+now() { date +%s.%N | cut -c1-14; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
+
+# wait_until SECONDS DESCRIPTION LOGNAME CMD...: poll CMD until it succeeds.
+# On timeout, show the end of the daemon log that most likely explains why.
+wait_until() {
+  local timeout=$1 desc=$2 logname=$3; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${timeout}s waiting for $desc"
+      if [[ -n $logname && -f $LOG_DIR/$logname.log ]]; then
+        log "last lines of $LOG_DIR/$logname.log:"
+        tail -n 25 "$LOG_DIR/$logname.log" >&2
+      fi
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# ---- daemons ---------------------------------------------------------------
+# Each daemon runs in its own session (setsid) so it outlives the shell that
+# started it, with stdio on its log file, and its pid in $PID_DIR/NAME.pid.
+# A pid only counts as ours while its command line names the state dir, so a
+# recycled pid never gets signalled.
+
+daemon_pid() {
+  local f="$PID_DIR/$1.pid" pid
+  [[ -s $f ]] || return 1
+  pid=$(<"$f")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$SANDRUN_STATE" || return 1
+  echo "$pid"
+}
+
+daemon_running() { daemon_pid "$1" >/dev/null; }
+
+# start_daemon NAME CMD...: start CMD unless NAME already runs.
+start_daemon() {
+  local name=$1; shift
+  daemon_running "$name" && return 0
+  local pidfile="$PID_DIR/$name.pid"
+  rm -f "$pidfile"
+  # The inner shell writes its own pid and then execs, so the pid file holds
+  # the daemon's pid whether or not setsid had to fork.
+  setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+    </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  local i
+  for i in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.05; done
+  die "$name did not start (see $LOG_DIR/$name.log)"
+}
+
+# stop_daemon NAME [GRACE_SECONDS]: SIGTERM, then SIGKILL after the grace.
+stop_daemon() {
+  local name=$1 grace=${2:-10} pid i
+  if pid=$(daemon_pid "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+      [[ -d /proc/$pid ]] || break
+      sleep 0.1
+    done
+    if [[ -d /proc/$pid ]]; then
+      log "$name did not exit after ${grace}s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      while [[ -d /proc/$pid ]]; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$PID_DIR/$name.pid"
+}
+
+# ---- host facts ------------------------------------------------------------
+
+# The node IP is the address of the interface holding the default route:
+# kubelet rejects loopback, and pods must reach the API server through it.
+detect_node_ip() {
+  if [[ -n ${SANDRUN_NODE_IP:-} ]]; then echo "$SANDRUN_NODE_IP"; return; fi
+  local dev ip
+  dev=$(ip -4 route show default 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="dev") {print $(i+1); exit}}')
+  if [[ -n $dev ]]; then
+    ip=$(ip -4 -o addr show dev "$dev" scope global | awk '{print $4; exit}' | cut -d/ -f1)
+  fi
+  if [[ -z ${ip:-} ]]; then
+    ip=$(ip -4 -o addr show scope global | awk '{print $4; exit}' | cut -d/ -f1)
+  fi
+  [[ -n ${ip:-} ]] || die "no global IPv4 address found; set SANDRUN_NODE_IP"
+  echo "$ip"
+}
+
+# Node names must be lowercase DNS labels; the hostname usually is one.
+detect_node_name() {
+  local n=${SANDRUN_NODE_NAME:-$(hostname)}
+  echo "${n,,}"
+}
+
+kctl() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

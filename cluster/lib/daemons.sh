@@ -1,0 +1,117 @@
+# How each daemon is started and how we know it is healthy. Sourced by up.sh
+# after common.sh. Control-plane components talk to each other over loopback;
+# only the API server (6443) and the kubelet (10250) listen on the node IP.
+# shellcheck shell=bash
+
+CURL=(curl -sf --max-time 2)
+
+start_containerd() {
+  mkdir -p "$CONTAINERD_ROOT" "$CONTAINERD_STATE"
+  start_daemon containerd containerd --config "$CONF_DIR/containerd.toml"
+}
+containerd_healthy() { ctr --address "$CONTAINERD_SOCK" version; }
+
+start_etcd() {
+  mkdir -p "$ETCD_DIR" && chmod 700 "$ETCD_DIR"
+  # Plain HTTP on loopback only: etcd is reachable from this host alone, and
+  # only the API server talks to it.
+  start_daemon etcd etcd \
+    --name sandrun \
+    --data-dir "$ETCD_DIR" \
+    --listen-client-urls "$ETCD_CLIENT_URL" \
+    --advertise-client-urls "$ETCD_CLIENT_URL" \
+    --listen-peer-urls "$ETCD_PEER_URL" \
+    --initial-advertise-peer-urls "$ETCD_PEER_URL" \
+    --initial-cluster "sandrun=$ETCD_PEER_URL" \
+    --initial-cluster-state new \
+    --log-level warn
+}
+etcd_healthy() { "${CURL[@]}" "$ETCD_CLIENT_URL/health" | grep -q '"health":"true"'; }
+
+start_apiserver() {
+  local ip=$1
+  start_daemon kube-apiserver kube-apiserver \
+    --etcd-servers="$ETCD_CLIENT_URL" \
+    --bind-address=0.0.0.0 \
+    --secure-port="$API_PORT" \
+    --advertise-address="$ip" \
+    --tls-cert-file="$PKI_DIR/apiserver.crt" \
+    --tls-private-key-file="$PKI_DIR/apiserver.key" \
+    --client-ca-file="$PKI_DIR/ca.crt" \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --allow-privileged=true \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI_DIR/sa.pub" \
+    --service-account-signing-key-file="$PKI_DIR/sa.key" \
+    --kubelet-client-certificate="$PKI_DIR/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$PKI_DIR/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
+    --profiling=false
+}
+apiserver_healthy() {
+  "${CURL[@]}" --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
+    "https://127.0.0.1:$API_PORT/readyz" | grep -q '^ok'
+}
+
+# One instance of each: leader election would only make a restart wait for
+# the previous lease to expire.
+start_controller_manager() {
+  local kc="$CONF_DIR/controller-manager.kubeconfig"
+  start_daemon kube-controller-manager kube-controller-manager \
+    --kubeconfig="$kc" \
+    --authentication-kubeconfig="$kc" \
+    --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI_DIR/sa.key" \
+    --root-ca-file="$PKI_DIR/ca.crt" \
+    --cluster-signing-cert-file="$PKI_DIR/ca.crt" \
+    --cluster-signing-key-file="$PKI_DIR/ca.key" \
+    --controllers='*' \
+    --profiling=false
+}
+controller_manager_healthy() { "${CURL[@]}" -k https://127.0.0.1:10257/healthz | grep -q '^ok'; }
+
+start_scheduler() {
+  local kc="$CONF_DIR/scheduler.kubeconfig"
+  start_daemon kube-scheduler kube-scheduler \
+    --kubeconfig="$kc" \
+    --authentication-kubeconfig="$kc" \
+    --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 \
+    --leader-elect=false \
+    --profiling=false
+}
+scheduler_healthy() { "${CURL[@]}" -k https://127.0.0.1:10259/healthz | grep -q '^ok'; }
+
+start_kubelet() {
+  local node=$1 ip=$2
+  mkdir -p "$KUBELET_DIR" "$POD_LOG_DIR"
+  start_daemon kubelet kubelet \
+    --config="$CONF_DIR/kubelet.yaml" \
+    --kubeconfig="$CONF_DIR/kubelet.kubeconfig" \
+    --root-dir="$KUBELET_DIR" \
+    --cert-dir="$KUBELET_DIR/pki" \
+    --hostname-override="$node" \
+    --node-ip="$ip"
+}
+kubelet_healthy() { "${CURL[@]}" http://127.0.0.1:10248/healthz | grep -q '^ok'; }
+
+start_kube_proxy() {
+  start_daemon kube-proxy kube-proxy --config="$CONF_DIR/kube-proxy.yaml"
+}
+kube_proxy_healthy() { "${CURL[@]}" http://127.0.0.1:10256/healthz >/dev/null; }
+
+# The node counts as up once kubelet has posted Ready since it was started;
+# etcd keeps the Ready status of the previous run, which proves nothing.
+node_ready_since() {
+  local node=$1 since=$2 out status beat
+  out=$(kctl get node "$node" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
+  read -r status beat <<<"$out"
+  [[ $status == True ]] || return 1
+  (($(date -d "$beat" +%s) >= since))
+}
