@@ -1,1 +1,11 @@
+//! The sandrun operator: each Execution becomes a gVisor Job; its result
+//! comes back into the Execution's status.
+//!
+//! The core is pure — [`validate`], [`objects`] and [`status`] take plain
+//! values — and [`reconcile`] is the thin layer that reads and writes the
+//! cluster around them.
 
+pub mod config;
+pub mod labels;
+pub mod objects;
+pub mod validate;

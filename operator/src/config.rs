@@ -1,0 +1,78 @@
+//! Operator settings: which image and command run each language, and the
+//! runner image. Defaults match the images `images/build.sh` produces; a
+//! YAML file (`--config`) overrides them for real installs.
+
+use std::collections::BTreeMap;
+
+use sandrun_crds::Language;
+use serde::{Deserialize, Serialize};
+
+/// Replaced by the entry file in a runtime command.
+pub const ENTRY_PLACEHOLDER: &str = "{entry}";
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// Image holding the static `/sandrun-runner` binary.
+    pub runner_image: String,
+    pub image_pull_policy: String,
+    /// Added to the program's timeout for the Job's activeDeadlineSeconds:
+    /// time to schedule, pull and start the sandbox. The runner enforces the
+    /// program's own deadline precisely; this is only the backstop.
+    pub startup_allowance_seconds: u32,
+    /// Size limit of the writable working directory.
+    pub workspace_size_limit: String,
+    pub runtimes: BTreeMap<Language, Runtime>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runtime {
+    pub image: String,
+    /// argv; `{entry}` becomes the entry file.
+    pub command: Vec<String>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        let runtime = |image: &str, program: &str| Runtime {
+            image: image.to_owned(),
+            command: vec![program.to_owned(), ENTRY_PLACEHOLDER.to_owned()],
+        };
+        Self {
+            runner_image: "localhost/sandrun-runner:dev".to_owned(),
+            image_pull_policy: "IfNotPresent".to_owned(),
+            startup_allowance_seconds: 120,
+            workspace_size_limit: "256Mi".to_owned(),
+            runtimes: BTreeMap::from([
+                (Language::Python, runtime("localhost/sandrun-python:bookworm", "python3")),
+                (Language::Node, runtime("localhost/sandrun-node:bookworm", "node")),
+                (Language::Bash, runtime("localhost/sandrun-bash:bookworm", "bash")),
+            ]),
+        }
+    }
+}
+
+impl OperatorConfig {
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let config = OperatorConfig::from_yaml("runnerImage: reg.example/runner:1\n").unwrap();
+        assert_eq!(config.runner_image, "reg.example/runner:1");
+        assert_eq!(config.runtimes.len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_and_languages_are_rejected() {
+        assert!(OperatorConfig::from_yaml("runnerImag: x\n").is_err());
+        assert!(OperatorConfig::from_yaml("runtimes:\n  cobol: {image: x, command: [y]}\n").is_err());
+    }
+}

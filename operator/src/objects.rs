@@ -1,0 +1,268 @@
+//! Execution spec → the objects that run it. Pure: no client, no clock.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
+use sandrun_crds::Execution;
+
+use crate::config::OperatorConfig;
+use crate::labels::{
+    child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY,
+    NETWORK_POLICY_NAME, ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER,
+};
+use crate::validate::Program;
+
+/// The unprivileged user every execution runs as (the images' `sandbox` user).
+pub const SANDBOX_UID: i64 = 65532;
+const BIN_DIR: &str = "/sandrun/bin";
+const INPUT_DIR: &str = "/sandrun/input";
+const WORKDIR: &str = "/workspace";
+const STDIN_KEY: &str = "stdin";
+
+fn owned_meta(execution: &Execution, namespace: &str) -> ObjectMeta {
+    let name = execution.metadata.name.clone().unwrap_or_default();
+    ObjectMeta {
+        name: Some(child_name(&name)),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(child_labels(&name)),
+        owner_references: execution.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..Default::default()
+    }
+}
+
+/// Source files and stdin. Keys are `file-N` because ConfigMap keys cannot
+/// hold `/`; the volume's `items` put each file back at its path.
+pub fn config_map(execution: &Execution, namespace: &str) -> ConfigMap {
+    let spec = &execution.spec;
+    let mut data = BTreeMap::new();
+    for (i, file) in spec.source.iter().flat_map(|s| &s.files).enumerate() {
+        data.insert(format!("file-{i}"), file.content.clone());
+    }
+    if let Some(stdin) = &spec.stdin {
+        data.insert(STDIN_KEY.to_owned(), stdin.clone());
+    }
+    ConfigMap {
+        metadata: owned_meta(execution, namespace),
+        data: Some(data),
+        immutable: Some(true),
+        ..Default::default()
+    }
+}
+
+fn input_items(execution: &Execution) -> Vec<KeyToPath> {
+    let spec = &execution.spec;
+    let mut items: Vec<KeyToPath> = spec
+        .source
+        .iter()
+        .flat_map(|s| &s.files)
+        .enumerate()
+        .map(|(i, file)| KeyToPath {
+            key: format!("file-{i}"),
+            path: format!("src/{}", file.path),
+            mode: None,
+        })
+        .collect();
+    if spec.stdin.is_some() {
+        items.push(KeyToPath { key: STDIN_KEY.to_owned(), path: STDIN_KEY.to_owned(), mode: None });
+    }
+    items
+}
+
+pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &OperatorConfig) -> Job {
+    let spec = &execution.spec;
+    let name = execution.metadata.name.clone().unwrap_or_default();
+    let timeout = spec.timeout_seconds();
+    let mut runner_argv = vec![
+        format!("{BIN_DIR}/sandrun-runner"),
+        "run".to_owned(),
+        "--timeout-ms".to_owned(),
+        (u64::from(timeout) * 1000).to_string(),
+        "--max-output-bytes".to_owned(),
+        spec.max_output_bytes().to_string(),
+        "--source".to_owned(),
+        format!("{INPUT_DIR}/src"),
+        "--workdir".to_owned(),
+        WORKDIR.to_owned(),
+        "--stdin".to_owned(),
+        format!("{INPUT_DIR}/{STDIN_KEY}"),
+        "--".to_owned(),
+    ];
+    runner_argv.extend(program.argv.iter().cloned());
+
+    let mut env: Vec<EnvVar> = spec
+        .env
+        .iter()
+        .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+        .collect();
+    for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
+        if !env.iter().any(|e| e.name == key) {
+            env.push(EnvVar { name: key.to_owned(), value: Some(value.to_owned()), value_from: None });
+        }
+    }
+
+    let run = Container {
+        name: RUN_CONTAINER.to_owned(),
+        image: Some(program.image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        command: Some(runner_argv),
+        working_dir: Some(WORKDIR.to_owned()),
+        env: Some(env),
+        resources: Some(resources(spec.cpu(), spec.memory(), &config.workspace_size_limit)),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![
+            mount("runner", BIN_DIR, true),
+            mount("input", INPUT_DIR, true),
+            mount("workspace", WORKDIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        ..Default::default()
+    };
+    let install = Container {
+        name: INSTALL_CONTAINER.to_owned(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: Some(config.image_pull_policy.clone()),
+        command: Some(vec!["/sandrun-runner".to_owned(), "install".to_owned(), BIN_DIR.to_owned()]),
+        resources: Some(resources("100m", "32Mi", "64Mi")),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![mount("runner", BIN_DIR, false)]),
+        ..Default::default()
+    };
+
+    let pod = PodSpec {
+        runtime_class_name: Some(spec.runtime_class().to_owned()),
+        restart_policy: Some("Never".to_owned()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        // The runner reports its own deadline; nothing needs a long goodbye.
+        termination_grace_period_seconds: Some(2),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(SANDBOX_UID),
+            run_as_group: Some(SANDBOX_UID),
+            fs_group: Some(SANDBOX_UID),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+            ..Default::default()
+        }),
+        init_containers: Some(vec![install]),
+        containers: vec![run],
+        volumes: Some(vec![
+            empty_dir("runner", "64Mi"),
+            Volume {
+                name: "input".to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: child_name(&name),
+                    items: Some(input_items(execution)),
+                    default_mode: Some(0o444),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            },
+            empty_dir("workspace", &config.workspace_size_limit),
+            empty_dir("tmp", "64Mi"),
+        ]),
+        ..Default::default()
+    };
+
+    Job {
+        metadata: owned_meta(execution, namespace),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            completions: Some(1),
+            parallelism: Some(1),
+            active_deadline_seconds: Some(i64::from(timeout + config.startup_allowance_seconds)),
+            // A little after the Execution's own TTL, which deletes it first.
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(|ttl| ttl.saturating_add(60) as i32),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels(&name)), ..Default::default() }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One per namespace, not owned by any Execution: it must outlive each of
+/// them. No rules at all means no traffic in or out of execution pods.
+pub fn deny_all_network_policy(namespace: &str) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(NETWORK_POLICY_NAME.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([(MANAGED_BY_KEY.to_owned(), MANAGED_BY.to_owned())])),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(ROLE_KEY.to_owned(), ROLE_EXECUTION.to_owned())])),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: None,
+            egress: None,
+        }),
+    }
+}
+
+fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        privileged: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+        ..Default::default()
+    }
+}
+
+fn resources(cpu: &str, memory: &str, ephemeral: &str) -> ResourceRequirements {
+    let quantity = |q: &str| Quantity(q.to_owned());
+    let limits = BTreeMap::from([
+        ("cpu".to_owned(), quantity(cpu)),
+        ("memory".to_owned(), quantity(memory)),
+        ("ephemeral-storage".to_owned(), quantity(ephemeral)),
+    ]);
+    // Memory is requested in full so the node never overcommits it into
+    // surprise kills; CPU is shared, so only a slice is requested.
+    let requests = BTreeMap::from([
+        ("cpu".to_owned(), quantity("50m")),
+        ("memory".to_owned(), quantity(memory)),
+    ]);
+    ResourceRequirements { limits: Some(limits), requests: Some(requests), claims: None }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str, size: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource { medium: None, size_limit: Some(Quantity(size.to_owned())) }),
+        ..Default::default()
+    }
+}
+
+/// The owner reference children must carry, for comparisons in tests and
+/// for checking that an existing Job is really ours.
+pub fn owner_of(execution: &Execution) -> Option<OwnerReference> {
+    execution.controller_owner_ref(&())
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;
