@@ -46,6 +46,7 @@ pub mod reasons {
     pub const JOB_DELETED: &str = "JobDeleted";
     pub const CREATED: &str = "JobCreated";
     pub const STARTED: &str = "Started";
+    pub const START_FAILED: &str = "StartFailed";
 }
 
 /// Condition types set on every Execution.

@@ -9,3 +9,5 @@ pub mod config;
 pub mod labels;
 pub mod objects;
 pub mod validate;
+pub mod quantity;
+pub mod status;

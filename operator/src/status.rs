@@ -1,0 +1,272 @@
+//! Job and pod state (plus the runner's frame) → Execution status. Pure.
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase};
+use sandrun_runner::RunResult;
+
+use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
+use crate::quantity::memory_bytes;
+
+/// Waiting reasons that will not fix themselves within an Execution's life.
+const FATAL_WAITING: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// A SIGKILLed program this close to its memory limit was the OOM killer's,
+/// when the sandbox shows no memory cgroup to say so directly.
+const OOM_PEAK_FRACTION: f64 = 0.9;
+
+/// What the runner left in the run container's log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Parsed(RunResult),
+    /// The log had no frame (runner killed, log gone).
+    Missing,
+    /// A frame was there but could not be read.
+    Unreadable(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    pub job: Option<&'a Job>,
+    pub pod: Option<&'a Pod>,
+    /// Read once the run container has terminated; `None` before that.
+    pub frame: Option<Frame>,
+    /// An earlier reconcile created the Job (so its absence means deletion).
+    pub job_was_created: bool,
+}
+
+/// The status the Execution should have now, conditions included.
+pub fn derive(execution: &Execution, observed: &Observed, now: &Time) -> ExecutionStatus {
+    let previous = execution.status.clone().unwrap_or_default();
+    let mut next = progress(execution, observed, now);
+    next.job_name = observed.job.and_then(|j| j.metadata.name.clone()).or(previous.job_name.clone());
+    next.pod_name = observed.pod.and_then(|p| p.metadata.name.clone()).or(previous.pod_name.clone());
+    with_conditions(next, &previous, execution.metadata.generation, now)
+}
+
+/// Terminal status for a spec the operator refuses to run.
+pub fn invalid_spec(execution: &Execution, message: String, now: &Time) -> ExecutionStatus {
+    let previous = execution.status.clone().unwrap_or_default();
+    let next = ExecutionStatus {
+        phase: Phase::Failed,
+        reason: Some(reasons::INVALID_SPEC.to_owned()),
+        message: Some(message),
+        completion_time: Some(now.clone()),
+        ..Default::default()
+    };
+    with_conditions(next, &previous, execution.metadata.generation, now)
+}
+
+fn progress(execution: &Execution, observed: &Observed, now: &Time) -> ExecutionStatus {
+    let Some(job) = observed.job else {
+        if observed.job_was_created {
+            return failed(reasons::JOB_DELETED, "the Job running this Execution was deleted before it finished".into(), now);
+        }
+        return ExecutionStatus::default();
+    };
+    let run = observed.pod.and_then(|p| container_state(p, RUN_CONTAINER, false));
+    if let Some(terminated) = run.as_ref().and_then(|s| s.terminated.as_ref()) {
+        return finished(execution, terminated, observed.frame.as_ref(), now);
+    }
+    let install = observed.pod.and_then(|p| container_state(p, INSTALL_CONTAINER, true));
+    if let Some(t) = install.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
+        let message = format!("the runner could not be installed (exit code {}): {}", t.exit_code, t.message.clone().unwrap_or_default());
+        return failed(reasons::RUNNER_FAILED, message, now);
+    }
+    for state in [&install, &run].into_iter().flatten() {
+        if let Some(waiting) = &state.waiting {
+            let reason = waiting.reason.clone().unwrap_or_default();
+            if FATAL_WAITING.contains(&reason.as_str()) {
+                let message = waiting.message.clone().unwrap_or_else(|| reason.clone());
+                return failed(&reason, message, now);
+            }
+        }
+    }
+    if let Some(failure) = job_failure(job) {
+        return failure_of_job(execution, failure, now);
+    }
+    if let Some(started) = run.as_ref().and_then(|s| s.running.as_ref()) {
+        return ExecutionStatus {
+            phase: Phase::Running,
+            reason: Some(reasons::STARTED.to_owned()),
+            start_time: started.started_at.clone(),
+            ..Default::default()
+        };
+    }
+    pending(observed.pod, run.as_ref().or(install.as_ref()))
+}
+
+fn pending(pod: Option<&Pod>, state: Option<&ContainerState>) -> ExecutionStatus {
+    let unschedulable = pod
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"));
+    if let Some(c) = unschedulable {
+        return ExecutionStatus {
+            reason: Some(c.reason.clone().unwrap_or_else(|| reasons::UNSCHEDULABLE.to_owned())),
+            message: c.message.clone(),
+            ..Default::default()
+        };
+    }
+    let waiting = state.and_then(|s| s.waiting.as_ref());
+    ExecutionStatus {
+        reason: Some(waiting.and_then(|w| w.reason.clone()).unwrap_or_else(|| reasons::CREATED.to_owned())),
+        message: waiting.and_then(|w| w.message.clone()),
+        ..Default::default()
+    }
+}
+
+fn finished(execution: &Execution, terminated: &ContainerStateTerminated, frame: Option<&Frame>, now: &Time) -> ExecutionStatus {
+    let completion = terminated.finished_at.clone().unwrap_or_else(|| now.clone());
+    let container_oom = terminated.reason.as_deref() == Some("OOMKilled");
+    let memory = execution.spec.memory();
+    let base = ExecutionStatus {
+        start_time: terminated.started_at.clone(),
+        completion_time: Some(completion),
+        ..Default::default()
+    };
+    let r = match frame {
+        Some(Frame::Parsed(r)) => r,
+        other => {
+            let (reason, message) = if container_oom {
+                (reasons::OOM_KILLED, format!("the sandbox exceeded its {memory} memory limit"))
+            } else {
+                let why = match other {
+                    Some(Frame::Unreadable(e)) => format!("its result could not be read: {e}"),
+                    _ => "it reported no result".to_owned(),
+                };
+                (reasons::RESULT_MISSING, format!("the runner ended (exit code {}) but {why}", terminated.exit_code))
+            };
+            return ExecutionStatus {
+                phase: Phase::Failed,
+                exit_code: Some(terminated.exit_code),
+                reason: Some(reason.to_owned()),
+                message: Some(message),
+                ..base
+            };
+        }
+    };
+    let exit_code = r.exit_code.or(r.signal.map(|s| 128 + s));
+    let near_limit = match (r.peak_memory_bytes, memory_bytes(memory)) {
+        (Some(peak), Some(limit)) => peak as f64 >= OOM_PEAK_FRACTION * limit as f64,
+        _ => false,
+    };
+    let oom = container_oom
+        || r.oom_killed == Some(true)
+        || (r.signal == Some(9) && !r.timed_out && r.oom_killed.is_none() && near_limit);
+    let (phase, reason, message) = if r.timed_out {
+        (Phase::TimedOut, reasons::DEADLINE_EXCEEDED, format!("killed after its {}s timeout", execution.spec.timeout_seconds()))
+    } else if oom {
+        (Phase::Failed, reasons::OOM_KILLED, format!("killed for exceeding its {memory} memory limit"))
+    } else if let Some(error) = &r.error {
+        (Phase::Failed, reasons::START_FAILED, error.clone())
+    } else if let Some(signal) = r.signal {
+        (Phase::Failed, reasons::SIGNALED, format!("killed by signal {signal}"))
+    } else if exit_code == Some(0) {
+        (Phase::Succeeded, reasons::COMPLETED, format!("exited with code 0 after {} ms", r.duration_millis))
+    } else {
+        (Phase::Failed, reasons::NON_ZERO_EXIT, format!("exited with code {}", exit_code.unwrap_or(-1)))
+    };
+    ExecutionStatus {
+        phase,
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        exit_code,
+        duration_millis: Some(r.duration_millis as i64),
+        peak_memory_bytes: r.peak_memory_bytes.map(|b| b as i64),
+        stdout: Some(r.stdout.clone()),
+        stdout_truncated: r.stdout_truncated,
+        stderr: Some(r.stderr.clone()),
+        stderr_truncated: r.stderr_truncated,
+        ..base
+    }
+}
+
+fn job_failure(job: &Job) -> Option<&JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| (c.type_ == "Failed" || c.type_ == "FailureTarget") && c.status == "True")
+}
+
+fn failure_of_job(execution: &Execution, condition: &JobCondition, now: &Time) -> ExecutionStatus {
+    let reason = condition.reason.as_deref().unwrap_or("Failed");
+    if reason == "DeadlineExceeded" {
+        let allowance = "its timeout plus the start-up allowance";
+        let mut s = failed(reasons::DEADLINE_EXCEEDED, format!("the Job passed {allowance} ({}s timeout)", execution.spec.timeout_seconds()), now);
+        s.phase = Phase::TimedOut;
+        return s;
+    }
+    let message = condition.message.as_deref().unwrap_or("the Job failed");
+    failed(reasons::JOB_FAILED, format!("{reason}: {message}"), now)
+}
+
+fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
+    ExecutionStatus {
+        phase: Phase::Failed,
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        completion_time: Some(now.clone()),
+        ..Default::default()
+    }
+}
+
+fn container_state(pod: &Pod, name: &str, init: bool) -> Option<ContainerState> {
+    let status = pod.status.as_ref()?;
+    let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
+    list?.iter().find(|c| c.name == name)?.state.clone()
+}
+
+fn with_conditions(mut next: ExecutionStatus, previous: &ExecutionStatus, generation: Option<i64>, now: &Time) -> ExecutionStatus {
+    next.observed_generation = generation;
+    let invalid = next.reason.as_deref() == Some(reasons::INVALID_SPEC);
+    let accepted = if invalid {
+        ("False", reasons::INVALID_SPEC, next.message.clone().unwrap_or_default())
+    } else if next.job_name.is_some() {
+        ("True", reasons::CREATED, "the Job running this Execution exists".to_owned())
+    } else {
+        ("Unknown", "Reconciling", "creating the Job".to_owned())
+    };
+    let complete = if next.phase.is_terminal() {
+        ("True", next.reason.clone().unwrap_or_default(), next.message.clone().unwrap_or_default())
+    } else {
+        ("False", next.phase.as_str().to_owned(), "the program has not finished".to_owned())
+    };
+    next.conditions = vec![
+        condition(previous, condition_types::ACCEPTED, accepted.0, accepted.1, accepted.2, generation, now),
+        condition(previous, condition_types::COMPLETE, complete.0, &complete.1, complete.2, generation, now),
+    ];
+    next
+}
+
+/// Keeps the previous transition time unless the condition's status flips,
+/// so an unchanged status compares equal and no patch is sent.
+fn condition(previous: &ExecutionStatus, type_: &str, status: &str, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
+    let last_transition_time = previous
+        .condition(type_)
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;
