@@ -45,9 +45,18 @@ impl Default for OperatorConfig {
             startup_allowance_seconds: 120,
             workspace_size_limit: "256Mi".to_owned(),
             runtimes: BTreeMap::from([
-                (Language::Python, runtime("localhost/sandrun-python:bookworm", "python3")),
-                (Language::Node, runtime("localhost/sandrun-node:bookworm", "node")),
-                (Language::Bash, runtime("localhost/sandrun-bash:bookworm", "bash")),
+                (
+                    Language::Python,
+                    runtime("localhost/sandrun-python:bookworm", "python3"),
+                ),
+                (
+                    Language::Node,
+                    runtime("localhost/sandrun-node:bookworm", "node"),
+                ),
+                (
+                    Language::Bash,
+                    runtime("localhost/sandrun-bash:bookworm", "bash"),
+                ),
             ]),
         }
     }
@@ -73,6 +82,8 @@ mod tests {
     #[test]
     fn unknown_keys_and_languages_are_rejected() {
         assert!(OperatorConfig::from_yaml("runnerImag: x\n").is_err());
-        assert!(OperatorConfig::from_yaml("runtimes:\n  cobol: {image: x, command: [y]}\n").is_err());
+        assert!(
+            OperatorConfig::from_yaml("runtimes:\n  cobol: {image: x, command: [y]}\n").is_err()
+        );
     }
 }

@@ -6,8 +6,14 @@
 //! cluster around them.
 
 pub mod config;
+pub mod controller;
+pub mod error;
+pub mod http;
 pub mod labels;
+pub mod metrics;
 pub mod objects;
-pub mod validate;
 pub mod quantity;
+pub mod reconcile;
+pub mod startup;
 pub mod status;
+pub mod validate;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -72,12 +72,21 @@ fn input_items(execution: &Execution) -> Vec<KeyToPath> {
         })
         .collect();
     if spec.stdin.is_some() {
-        items.push(KeyToPath { key: STDIN_KEY.to_owned(), path: STDIN_KEY.to_owned(), mode: None });
+        items.push(KeyToPath {
+            key: STDIN_KEY.to_owned(),
+            path: STDIN_KEY.to_owned(),
+            mode: None,
+        });
     }
     items
 }
 
-pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &OperatorConfig) -> Job {
+pub fn job(
+    execution: &Execution,
+    namespace: &str,
+    program: &Program,
+    config: &OperatorConfig,
+) -> Job {
     let spec = &execution.spec;
     let name = execution.metadata.name.clone().unwrap_or_default();
     let timeout = spec.timeout_seconds();
@@ -101,11 +110,19 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
     let mut env: Vec<EnvVar> = spec
         .env
         .iter()
-        .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+        .map(|e| EnvVar {
+            name: e.name.clone(),
+            value: Some(e.value.clone()),
+            value_from: None,
+        })
         .collect();
     for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
         if !env.iter().any(|e| e.name == key) {
-            env.push(EnvVar { name: key.to_owned(), value: Some(value.to_owned()), value_from: None });
+            env.push(EnvVar {
+                name: key.to_owned(),
+                value: Some(value.to_owned()),
+                value_from: None,
+            });
         }
     }
 
@@ -116,7 +133,11 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         command: Some(runner_argv),
         working_dir: Some(WORKDIR.to_owned()),
         env: Some(env),
-        resources: Some(resources(spec.cpu(), spec.memory(), &config.workspace_size_limit)),
+        resources: Some(resources(
+            spec.cpu(),
+            spec.memory(),
+            &config.workspace_size_limit,
+        )),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![
             mount("runner", BIN_DIR, true),
@@ -130,7 +151,11 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         name: INSTALL_CONTAINER.to_owned(),
         image: Some(config.runner_image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        command: Some(vec!["/sandrun-runner".to_owned(), "install".to_owned(), BIN_DIR.to_owned()]),
+        command: Some(vec![
+            "/sandrun-runner".to_owned(),
+            "install".to_owned(),
+            BIN_DIR.to_owned(),
+        ]),
         resources: Some(resources("100m", "32Mi", "64Mi")),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![mount("runner", BIN_DIR, false)]),
@@ -149,7 +174,10 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
             run_as_user: Some(SANDBOX_UID),
             run_as_group: Some(SANDBOX_UID),
             fs_group: Some(SANDBOX_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
             ..Default::default()
         }),
         init_containers: Some(vec![install]),
@@ -180,9 +208,14 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
             parallelism: Some(1),
             active_deadline_seconds: Some(i64::from(timeout + config.startup_allowance_seconds)),
             // A little after the Execution's own TTL, which deletes it first.
-            ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(|ttl| ttl.saturating_add(60) as i32),
+            ttl_seconds_after_finished: spec
+                .ttl_seconds_after_finished
+                .map(|ttl| ttl.saturating_add(60) as i32),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels(&name)), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels(&name)),
+                    ..Default::default()
+                }),
                 spec: Some(pod),
             },
             ..Default::default()
@@ -198,12 +231,18 @@ pub fn deny_all_network_policy(namespace: &str) -> NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(NETWORK_POLICY_NAME.to_owned()),
             namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([(MANAGED_BY_KEY.to_owned(), MANAGED_BY.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_KEY.to_owned(),
+                MANAGED_BY.to_owned(),
+            )])),
             ..Default::default()
         },
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(ROLE_KEY.to_owned(), ROLE_EXECUTION.to_owned())])),
+                match_labels: Some(BTreeMap::from([(
+                    ROLE_KEY.to_owned(),
+                    ROLE_EXECUTION.to_owned(),
+                )])),
                 match_expressions: None,
             }),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
@@ -219,7 +258,10 @@ fn locked_down() -> SecurityContext {
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
         privileged: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
         ..Default::default()
     }
 }
@@ -237,7 +279,11 @@ fn resources(cpu: &str, memory: &str, ephemeral: &str) -> ResourceRequirements {
         ("cpu".to_owned(), quantity("50m")),
         ("memory".to_owned(), quantity(memory)),
     ]);
-    ResourceRequirements { limits: Some(limits), requests: Some(requests), claims: None }
+    ResourceRequirements {
+        limits: Some(limits),
+        requests: Some(requests),
+        claims: None,
+    }
 }
 
 fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
@@ -252,7 +298,10 @@ fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
 fn empty_dir(name: &str, size: &str) -> Volume {
     Volume {
         name: name.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource { medium: None, size_limit: Some(Quantity(size.to_owned())) }),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: None,
+            size_limit: Some(Quantity(size.to_owned())),
+        }),
         ..Default::default()
     }
 }

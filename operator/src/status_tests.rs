@@ -3,6 +3,24 @@ use k8s_openapi::jiff::Timestamp;
 use sandrun_crds::{ExecutionSpec, Limits};
 use serde_json::json;
 
+/// name, pod, frame, expected phase, reason, exit code
+type RunCase = (
+    &'static str,
+    Pod,
+    Option<Frame>,
+    Phase,
+    &'static str,
+    Option<i32>,
+);
+/// name, job, pod, expected phase, reason
+type StateCase<'a> = (
+    &'static str,
+    Option<&'a Job>,
+    Option<&'a Pod>,
+    Phase,
+    &'static str,
+);
+
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
 }
@@ -10,57 +28,204 @@ fn now() -> Time {
 fn execution() -> Execution {
     let mut e = Execution::new(
         "hello",
-        ExecutionSpec { limits: Limits { timeout_seconds: Some(2), memory: Some("64Mi".into()), ..Default::default() }, ..Default::default() },
+        ExecutionSpec {
+            limits: Limits {
+                timeout_seconds: Some(2),
+                memory: Some("64Mi".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
     );
     e.metadata.generation = Some(1);
     e
 }
 
 fn job(conditions: serde_json::Value) -> Job {
-    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}),
+    )
+    .unwrap()
 }
 
 fn pod(status: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status})).unwrap()
+    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status}))
+        .unwrap()
 }
 
 fn run_terminated(exit_code: i32, reason: &str) -> Pod {
-    pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+    pod(
+        json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": reason,
-            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
+            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}),
+    )
 }
 
 fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
-    let mut r = RunResult { exit_code: Some(0), duration_millis: 12, stdout: "out".into(), stderr: "err".into(), ..Default::default() };
+    let mut r = RunResult {
+        exit_code: Some(0),
+        duration_millis: 12,
+        stdout: "out".into(),
+        stderr: "err".into(),
+        ..Default::default()
+    };
     f(&mut r);
     Some(Frame::Parsed(r))
 }
 
 fn derive_with(job: Option<&Job>, pod: Option<&Pod>, frame: Option<Frame>) -> ExecutionStatus {
-    derive(&execution(), &Observed { job, pod, frame, job_was_created: true }, &now())
+    derive(
+        &execution(),
+        &Observed {
+            job,
+            pod,
+            frame,
+            job_was_created: true,
+        },
+        &now(),
+    )
 }
 
 #[test]
 fn table_of_terminated_runs() {
     let j = job(json!([]));
-    let cases: Vec<(&str, Pod, Option<Frame>, Phase, &str, Option<i32>)> = vec![
-        ("exit 0", run_terminated(0, "Completed"), frame(|_| {}), Phase::Succeeded, reasons::COMPLETED, Some(0)),
-        ("exit 3", run_terminated(0, "Completed"), frame(|r| r.exit_code = Some(3)), Phase::Failed, reasons::NON_ZERO_EXIT, Some(3)),
-        ("runner deadline", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(9); r.timed_out = true; }), Phase::TimedOut, reasons::DEADLINE_EXCEEDED, Some(137)),
-        ("cgroup says oom", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(9); r.oom_killed = Some(true); }), Phase::Failed, reasons::OOM_KILLED, Some(137)),
-        ("sigkill near the limit", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(9); r.peak_memory_bytes = Some(63 << 20); }), Phase::Failed, reasons::OOM_KILLED, Some(137)),
-        ("sigkill far from the limit", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(9); r.peak_memory_bytes = Some(8 << 20); }), Phase::Failed, reasons::SIGNALED, Some(137)),
-        ("sigkill, cgroup says no oom", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(9); r.oom_killed = Some(false); r.peak_memory_bytes = Some(63 << 20); }), Phase::Failed, reasons::SIGNALED, Some(137)),
-        ("segfault", run_terminated(0, "Completed"), frame(|r| { r.exit_code = None; r.signal = Some(11); }), Phase::Failed, reasons::SIGNALED, Some(139)),
-        ("command not found", run_terminated(0, "Completed"), frame(|r| { r.exit_code = Some(127); r.error = Some("could not start".into()); }), Phase::Failed, reasons::START_FAILED, Some(127)),
-        ("container oom, no frame", run_terminated(137, "OOMKilled"), Some(Frame::Missing), Phase::Failed, reasons::OOM_KILLED, Some(137)),
-        ("runner killed", run_terminated(137, "Error"), Some(Frame::Missing), Phase::Failed, reasons::RESULT_MISSING, Some(137)),
-        ("garbled frame", run_terminated(0, "Completed"), Some(Frame::Unreadable("eof".into())), Phase::Failed, reasons::RESULT_MISSING, Some(0)),
+    let cases: Vec<RunCase> = vec![
+        (
+            "exit 0",
+            run_terminated(0, "Completed"),
+            frame(|_| {}),
+            Phase::Succeeded,
+            reasons::COMPLETED,
+            Some(0),
+        ),
+        (
+            "exit 3",
+            run_terminated(0, "Completed"),
+            frame(|r| r.exit_code = Some(3)),
+            Phase::Failed,
+            reasons::NON_ZERO_EXIT,
+            Some(3),
+        ),
+        (
+            "runner deadline",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(9);
+                r.timed_out = true;
+            }),
+            Phase::TimedOut,
+            reasons::DEADLINE_EXCEEDED,
+            Some(137),
+        ),
+        (
+            "cgroup says oom",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(9);
+                r.oom_killed = Some(true);
+            }),
+            Phase::Failed,
+            reasons::OOM_KILLED,
+            Some(137),
+        ),
+        (
+            "sigkill near the limit",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(9);
+                r.peak_memory_bytes = Some(63 << 20);
+            }),
+            Phase::Failed,
+            reasons::OOM_KILLED,
+            Some(137),
+        ),
+        (
+            "sigkill far from the limit",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(9);
+                r.peak_memory_bytes = Some(8 << 20);
+            }),
+            Phase::Failed,
+            reasons::SIGNALED,
+            Some(137),
+        ),
+        (
+            "sigkill, cgroup says no oom",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(9);
+                r.oom_killed = Some(false);
+                r.peak_memory_bytes = Some(63 << 20);
+            }),
+            Phase::Failed,
+            reasons::SIGNALED,
+            Some(137),
+        ),
+        (
+            "segfault",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = None;
+                r.signal = Some(11);
+            }),
+            Phase::Failed,
+            reasons::SIGNALED,
+            Some(139),
+        ),
+        (
+            "command not found",
+            run_terminated(0, "Completed"),
+            frame(|r| {
+                r.exit_code = Some(127);
+                r.error = Some("could not start".into());
+            }),
+            Phase::Failed,
+            reasons::START_FAILED,
+            Some(127),
+        ),
+        (
+            "container oom, no frame",
+            run_terminated(137, "OOMKilled"),
+            Some(Frame::Missing),
+            Phase::Failed,
+            reasons::OOM_KILLED,
+            Some(137),
+        ),
+        (
+            "runner killed",
+            run_terminated(137, "Error"),
+            Some(Frame::Missing),
+            Phase::Failed,
+            reasons::RESULT_MISSING,
+            Some(137),
+        ),
+        (
+            "garbled frame",
+            run_terminated(0, "Completed"),
+            Some(Frame::Unreadable("eof".into())),
+            Phase::Failed,
+            reasons::RESULT_MISSING,
+            Some(0),
+        ),
     ];
     for (name, p, f, phase, reason, exit) in cases {
         let s = derive_with(Some(&j), Some(&p), f);
-        assert_eq!((s.phase, s.reason.as_deref(), s.exit_code), (phase, Some(reason), exit), "case {name}");
-        assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True", "case {name}");
+        assert_eq!(
+            (s.phase, s.reason.as_deref(), s.exit_code),
+            (phase, Some(reason), exit),
+            "case {name}"
+        );
+        assert_eq!(
+            s.condition(condition_types::COMPLETE).unwrap().status,
+            "True",
+            "case {name}"
+        );
         assert!(s.completion_time.is_some(), "case {name}");
     }
 }
@@ -68,11 +233,27 @@ fn table_of_terminated_runs() {
 #[test]
 fn a_finished_run_carries_streams_timing_and_names() {
     let j = job(json!([]));
-    let s = derive_with(Some(&j), Some(&run_terminated(0, "Completed")), frame(|r| { r.stdout_truncated = true; r.peak_memory_bytes = Some(1 << 20); }));
-    assert_eq!((s.stdout.as_deref(), s.stderr.as_deref()), (Some("out"), Some("err")));
+    let s = derive_with(
+        Some(&j),
+        Some(&run_terminated(0, "Completed")),
+        frame(|r| {
+            r.stdout_truncated = true;
+            r.peak_memory_bytes = Some(1 << 20);
+        }),
+    );
+    assert_eq!(
+        (s.stdout.as_deref(), s.stderr.as_deref()),
+        (Some("out"), Some("err"))
+    );
     assert!(s.stdout_truncated && !s.stderr_truncated);
-    assert_eq!((s.duration_millis, s.peak_memory_bytes), (Some(12), Some(1 << 20)));
-    assert_eq!((s.job_name.as_deref(), s.pod_name.as_deref()), (Some("sandrun-hello"), Some("sandrun-hello-x1")));
+    assert_eq!(
+        (s.duration_millis, s.peak_memory_bytes),
+        (Some(12), Some(1 << 20))
+    );
+    assert_eq!(
+        (s.job_name.as_deref(), s.pod_name.as_deref()),
+        (Some("sandrun-hello"), Some("sandrun-hello-x1"))
+    );
     assert_eq!(s.start_time.unwrap().0.to_string(), "2027-01-15T08:00:00Z");
     assert_eq!(s.observed_generation, Some(1));
 }
@@ -81,38 +262,122 @@ fn a_finished_run_carries_streams_timing_and_names() {
 fn table_of_unfinished_states() {
     let j = job(json!([]));
     let waiting = |container: &str, init: bool, reason: &str| {
-        let key = if init { "initContainerStatuses" } else { "containerStatuses" };
-        pod(json!({key: [{"name": container, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": reason, "message": "details"}}}]}))
+        let key = if init {
+            "initContainerStatuses"
+        } else {
+            "containerStatuses"
+        };
+        pod(
+            json!({key: [{"name": container, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": "details"}}}]}),
+        )
     };
-    let running = pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
-        "state": {"running": {"startedAt": "2027-01-15T08:00:00Z"}}}]}));
-    let unschedulable = pod(json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: insufficient memory"}]}));
-    let install_failed = pod(json!({"initContainerStatuses": [{"name": "install-runner", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"terminated": {"exitCode": 73, "reason": "Error"}}}]}));
-    let deadline = job(json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]));
-    let backoff = job(json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]));
+    let running = pod(
+        json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+        "state": {"running": {"startedAt": "2027-01-15T08:00:00Z"}}}]}),
+    );
+    let unschedulable = pod(
+        json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: insufficient memory"}]}),
+    );
+    let install_failed = pod(
+        json!({"initContainerStatuses": [{"name": "install-runner", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 73, "reason": "Error"}}}]}),
+    );
+    let deadline = job(
+        json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]),
+    );
+    let backoff = job(
+        json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
+    );
 
     let creating = waiting("run", false, "ContainerCreating");
     let bad_image = waiting("run", false, "ErrImageNeverPull");
     let bad_runner = waiting("install-runner", true, "ImagePullBackOff");
-    let cases: Vec<(&str, Option<&Job>, Option<&Pod>, Phase, &str)> = vec![
-        ("job, no pod yet", Some(&j), None, Phase::Pending, reasons::CREATED),
-        ("creating", Some(&j), Some(&creating), Phase::Pending, "ContainerCreating"),
-        ("unschedulable", Some(&j), Some(&unschedulable), Phase::Pending, reasons::UNSCHEDULABLE),
-        ("running", Some(&j), Some(&running), Phase::Running, reasons::STARTED),
-        ("bad image", Some(&j), Some(&bad_image), Phase::Failed, "ErrImageNeverPull"),
-        ("bad runner image", Some(&j), Some(&bad_runner), Phase::Failed, "ImagePullBackOff"),
-        ("install failed", Some(&j), Some(&install_failed), Phase::Failed, reasons::RUNNER_FAILED),
-        ("job deadline", Some(&deadline), None, Phase::TimedOut, reasons::DEADLINE_EXCEEDED),
-        ("job failed", Some(&backoff), None, Phase::Failed, reasons::JOB_FAILED),
-        ("job deleted", None, None, Phase::Failed, reasons::JOB_DELETED),
+    let cases: Vec<StateCase> = vec![
+        (
+            "job, no pod yet",
+            Some(&j),
+            None,
+            Phase::Pending,
+            reasons::CREATED,
+        ),
+        (
+            "creating",
+            Some(&j),
+            Some(&creating),
+            Phase::Pending,
+            "ContainerCreating",
+        ),
+        (
+            "unschedulable",
+            Some(&j),
+            Some(&unschedulable),
+            Phase::Pending,
+            reasons::UNSCHEDULABLE,
+        ),
+        (
+            "running",
+            Some(&j),
+            Some(&running),
+            Phase::Running,
+            reasons::STARTED,
+        ),
+        (
+            "bad image",
+            Some(&j),
+            Some(&bad_image),
+            Phase::Failed,
+            "ErrImageNeverPull",
+        ),
+        (
+            "bad runner image",
+            Some(&j),
+            Some(&bad_runner),
+            Phase::Failed,
+            "ImagePullBackOff",
+        ),
+        (
+            "install failed",
+            Some(&j),
+            Some(&install_failed),
+            Phase::Failed,
+            reasons::RUNNER_FAILED,
+        ),
+        (
+            "job deadline",
+            Some(&deadline),
+            None,
+            Phase::TimedOut,
+            reasons::DEADLINE_EXCEEDED,
+        ),
+        (
+            "job failed",
+            Some(&backoff),
+            None,
+            Phase::Failed,
+            reasons::JOB_FAILED,
+        ),
+        (
+            "job deleted",
+            None,
+            None,
+            Phase::Failed,
+            reasons::JOB_DELETED,
+        ),
     ];
     for (name, job, pod, phase, reason) in cases {
         let s = derive_with(job, pod, None);
-        assert_eq!((s.phase, s.reason.as_deref()), (phase, Some(reason)), "case {name}");
+        assert_eq!(
+            (s.phase, s.reason.as_deref()),
+            (phase, Some(reason)),
+            "case {name}"
+        );
         let complete = s.condition(condition_types::COMPLETE).unwrap();
-        assert_eq!(complete.status == "True", phase.is_terminal(), "case {name}");
+        assert_eq!(
+            complete.status == "True",
+            phase.is_terminal(),
+            "case {name}"
+        );
     }
 }
 
@@ -120,17 +385,34 @@ fn table_of_unfinished_states() {
 fn nothing_created_yet_is_pending_and_not_accepted() {
     let s = derive(&execution(), &Observed::default(), &now());
     assert_eq!(s.phase, Phase::Pending);
-    assert_eq!(s.condition(condition_types::ACCEPTED).unwrap().status, "Unknown");
+    assert_eq!(
+        s.condition(condition_types::ACCEPTED).unwrap().status,
+        "Unknown"
+    );
 }
 
 #[test]
 fn an_unchanged_status_compares_equal_so_no_patch_is_sent() {
     let j = job(json!([]));
     let mut e = execution();
-    let first = derive(&e, &Observed { job: Some(&j), ..Default::default() }, &now());
+    let first = derive(
+        &e,
+        &Observed {
+            job: Some(&j),
+            ..Default::default()
+        },
+        &now(),
+    );
     e.status = Some(first.clone());
     let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
-    let second = derive(&e, &Observed { job: Some(&j), ..Default::default() }, &later);
+    let second = derive(
+        &e,
+        &Observed {
+            job: Some(&j),
+            ..Default::default()
+        },
+        &later,
+    );
     assert_eq!(first, second);
 }
 
@@ -138,17 +420,79 @@ fn an_unchanged_status_compares_equal_so_no_patch_is_sent() {
 fn transition_time_moves_only_when_a_condition_flips() {
     let j = job(json!([]));
     let mut e = execution();
-    e.status = Some(derive(&e, &Observed { job: Some(&j), ..Default::default() }, &now()));
+    e.status = Some(derive(
+        &e,
+        &Observed {
+            job: Some(&j),
+            ..Default::default()
+        },
+        &now(),
+    ));
     let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
-    let done = derive(&e, &Observed { job: Some(&j), pod: Some(&run_terminated(0, "Completed")), frame: frame(|_| {}), job_was_created: true }, &later);
-    assert_eq!(done.condition(condition_types::ACCEPTED).unwrap().last_transition_time, now());
-    assert_eq!(done.condition(condition_types::COMPLETE).unwrap().last_transition_time, later);
+    let done = derive(
+        &e,
+        &Observed {
+            job: Some(&j),
+            pod: Some(&run_terminated(0, "Completed")),
+            frame: frame(|_| {}),
+            job_was_created: true,
+        },
+        &later,
+    );
+    assert_eq!(
+        done.condition(condition_types::ACCEPTED)
+            .unwrap()
+            .last_transition_time,
+        now()
+    );
+    assert_eq!(
+        done.condition(condition_types::COMPLETE)
+            .unwrap()
+            .last_transition_time,
+        later
+    );
 }
 
 #[test]
 fn invalid_spec_is_terminal_and_not_accepted() {
     let s = invalid_spec(&execution(), "no runtime".into(), &now());
-    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some(reasons::INVALID_SPEC)));
-    assert_eq!(s.condition(condition_types::ACCEPTED).unwrap().status, "False");
-    assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True");
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Phase::Failed, Some(reasons::INVALID_SPEC))
+    );
+    assert_eq!(
+        s.condition(condition_types::ACCEPTED).unwrap().status,
+        "False"
+    );
+    assert_eq!(
+        s.condition(condition_types::COMPLETE).unwrap().status,
+        "True"
+    );
+}
+
+#[test]
+fn streams_shrink_to_fit_beside_a_large_spec() {
+    let mut s = ExecutionStatus {
+        stdout: Some("é".repeat(200_000)),
+        stderr: Some("small".into()),
+        ..Default::default()
+    };
+    fit_to_object_limit(&mut s, 1_000_000);
+    let stdout = s.stdout.unwrap();
+    assert!(
+        stdout.len() <= 150_000 && stdout.len() > 149_000,
+        "{}",
+        stdout.len()
+    );
+    assert!(s.stdout_truncated);
+    assert_eq!(
+        (s.stderr.as_deref(), s.stderr_truncated),
+        (Some("small"), false)
+    );
+    let mut untouched = ExecutionStatus {
+        stdout: Some("x".repeat(262_144)),
+        ..Default::default()
+    };
+    fit_to_object_limit(&mut untouched, 10_000);
+    assert!(!untouched.stdout_truncated);
 }

@@ -82,7 +82,9 @@ fn with_args(mut argv: Vec<String>, args: &[String]) -> Vec<String> {
 fn safe_path(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
-        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 #[cfg(test)]
@@ -91,13 +93,19 @@ mod tests {
     use sandrun_crds::{Language, Source, SourceFile};
 
     fn file(path: &str) -> SourceFile {
-        SourceFile { path: path.into(), content: "x".into() }
+        SourceFile {
+            path: path.into(),
+            content: "x".into(),
+        }
     }
 
     fn python(files: Vec<SourceFile>, entry: Option<&str>) -> ExecutionSpec {
         ExecutionSpec {
             language: Some(Language::Python),
-            source: Some(Source { files, entry: entry.map(Into::into) }),
+            source: Some(Source {
+                files,
+                entry: entry.map(Into::into),
+            }),
             args: vec!["--flag".into()],
             ..Default::default()
         }
@@ -105,14 +113,22 @@ mod tests {
 
     #[test]
     fn language_maps_to_runtime_image_and_entry() {
-        let p = program(&python(vec![file("lib.py"), file("main.py")], Some("main.py")), &OperatorConfig::default()).unwrap();
+        let p = program(
+            &python(vec![file("lib.py"), file("main.py")], Some("main.py")),
+            &OperatorConfig::default(),
+        )
+        .unwrap();
         assert_eq!(p.image, "localhost/sandrun-python:bookworm");
         assert_eq!(p.argv, ["python3", "main.py", "--flag"]);
     }
 
     #[test]
     fn entry_defaults_to_the_first_file() {
-        let p = program(&python(vec![file("a.py"), file("b.py")], None), &OperatorConfig::default()).unwrap();
+        let p = program(
+            &python(vec![file("a.py"), file("b.py")], None),
+            &OperatorConfig::default(),
+        )
+        .unwrap();
         assert_eq!(p.argv[1], "a.py");
     }
 
@@ -124,28 +140,77 @@ mod tests {
             ..Default::default()
         };
         let p = program(&spec, &OperatorConfig::default()).unwrap();
-        assert_eq!((p.image.as_str(), p.argv), ("busybox:1", vec!["echo".to_owned(), "hi".to_owned()]));
+        assert_eq!(
+            (p.image.as_str(), p.argv),
+            ("busybox:1", vec!["echo".to_owned(), "hi".to_owned()])
+        );
     }
 
     #[test]
     fn table_of_invalid_specs() {
         let mut no_runtime = OperatorConfig::default();
         no_runtime.runtimes.remove(&Language::Node);
-        let node = ExecutionSpec { language: Some(Language::Node), source: python(vec![file("m.js")], None).source, ..Default::default() };
+        let node = ExecutionSpec {
+            language: Some(Language::Node),
+            source: python(vec![file("m.js")], None).source,
+            ..Default::default()
+        };
         let cases: Vec<(ExecutionSpec, OperatorConfig, SpecError)> = vec![
-            (ExecutionSpec::default(), OperatorConfig::default(), SpecError::LanguageOrImage),
             (
-                ExecutionSpec { language: Some(Language::Bash), image: Some("x".into()), ..Default::default() },
+                ExecutionSpec::default(),
                 OperatorConfig::default(),
                 SpecError::LanguageOrImage,
             ),
-            (ExecutionSpec { image: Some("x".into()), ..Default::default() }, OperatorConfig::default(), SpecError::ImageWithoutCommand),
-            (ExecutionSpec { language: Some(Language::Python), ..Default::default() }, OperatorConfig::default(), SpecError::NoSource),
-            (python(vec![file("a.py")], Some("b.py")), OperatorConfig::default(), SpecError::UnknownEntry("b.py".into())),
-            (python(vec![file("../etc/passwd")], None), OperatorConfig::default(), SpecError::BadPath("../etc/passwd".into())),
-            (python(vec![file("/abs.py")], None), OperatorConfig::default(), SpecError::BadPath("/abs.py".into())),
-            (python(vec![file("a//b.py")], None), OperatorConfig::default(), SpecError::BadPath("a//b.py".into())),
-            (python((0..33).map(|i| file(&format!("f{i}.py"))).collect(), None), OperatorConfig::default(), SpecError::TooManyFiles(33)),
+            (
+                ExecutionSpec {
+                    language: Some(Language::Bash),
+                    image: Some("x".into()),
+                    ..Default::default()
+                },
+                OperatorConfig::default(),
+                SpecError::LanguageOrImage,
+            ),
+            (
+                ExecutionSpec {
+                    image: Some("x".into()),
+                    ..Default::default()
+                },
+                OperatorConfig::default(),
+                SpecError::ImageWithoutCommand,
+            ),
+            (
+                ExecutionSpec {
+                    language: Some(Language::Python),
+                    ..Default::default()
+                },
+                OperatorConfig::default(),
+                SpecError::NoSource,
+            ),
+            (
+                python(vec![file("a.py")], Some("b.py")),
+                OperatorConfig::default(),
+                SpecError::UnknownEntry("b.py".into()),
+            ),
+            (
+                python(vec![file("../etc/passwd")], None),
+                OperatorConfig::default(),
+                SpecError::BadPath("../etc/passwd".into()),
+            ),
+            (
+                python(vec![file("/abs.py")], None),
+                OperatorConfig::default(),
+                SpecError::BadPath("/abs.py".into()),
+            ),
+            (
+                python(vec![file("a//b.py")], None),
+                OperatorConfig::default(),
+                SpecError::BadPath("a//b.py".into()),
+            ),
+            (
+                python((0..33).map(|i| file(&format!("f{i}.py"))).collect(), None),
+                OperatorConfig::default(),
+                SpecError::TooManyFiles(33),
+            ),
             (node, no_runtime, SpecError::NoRuntime("node")),
         ];
         for (spec, config, want) in cases {

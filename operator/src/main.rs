@@ -1,0 +1,15 @@
+use clap::Parser;
+use sandrun_operator::startup::{init_logging, run, Args};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_json);
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "sandrun-operator failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

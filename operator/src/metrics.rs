@@ -1,0 +1,62 @@
+//! Prometheus metrics of the controller, served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconciles: Counter,
+    pub failures: Family<ErrorLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    pub finished: Family<PhaseLabels, Counter>,
+    pub jobs_created: Counter,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            reconciles: Counter::default(),
+            failures: Family::default(),
+            reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            finished: Family::default(),
+            jobs_created: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("sandrun_operator");
+        r.register("reconciles", "Reconciliations run", m.reconciles.clone());
+        r.register(
+            "reconcile_failures",
+            "Reconciliations that failed, by error kind",
+            m.failures.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconciliation",
+            m.reconcile_seconds.clone(),
+        );
+        r.register(
+            "executions_finished",
+            "Executions that reached a terminal phase",
+            m.finished.clone(),
+        );
+        r.register(
+            "jobs_created",
+            "Jobs created for Executions",
+            m.jobs_created.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,413 @@
+//! The reconcile pipeline: observe → validate → build → apply → status.
+//! Everything that decides is in the pure modules; this file only moves
+//! objects between them and the API server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use sandrun_crds::{Execution, ExecutionStatus, Phase};
+use sandrun_runner::parse_frame;
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::config::OperatorConfig;
+use crate::error::{is_invalid, is_not_found, Error, Result};
+use crate::labels::{child_name, FIELD_MANAGER, RUN_CONTAINER};
+use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
+use crate::objects;
+use crate::status::{self, Frame, Observed};
+use crate::validate;
+
+/// Enough for two 256 KiB streams even if every byte needed a JSON escape.
+const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
+/// Safety net for missed watch events while an Execution is in flight.
+const IN_FLIGHT_RESYNC: Duration = Duration::from_secs(300);
+const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+#[instrument(skip_all, fields(namespace = execution.namespace().unwrap_or_default(), execution = execution.name_any()))]
+pub async fn reconcile(execution: Arc<Execution>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciles.inc();
+    let timer = std::time::Instant::now();
+    let result = reconcile_execution(&execution, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(timer.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(execution: Arc<Execution>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(execution = execution.name_any(), %error, "reconcile failed; retrying");
+    ctx.metrics
+        .failures
+        .get_or_create(&ErrorLabels {
+            error: error.kind().to_owned(),
+        })
+        .inc();
+    Action::requeue(TRANSIENT_RETRY)
+}
+
+async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Action> {
+    let namespace = execution.namespace().ok_or(Error::NoNamespace)?;
+    if execution.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let previous = execution.status.clone().unwrap_or_default();
+    if previous.is_terminal() {
+        return expire(execution, ctx, &namespace).await;
+    }
+    let now = Time(Timestamp::now());
+    let program = match validate::program(&execution.spec, &ctx.config) {
+        Ok(program) => program,
+        Err(problem) => return reject(execution, ctx, &namespace, problem.to_string(), &now).await,
+    };
+
+    let child = child_name(&execution.name_any());
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut job = jobs.get_opt(&child).await.map_err(|source| Error::Read {
+        kind: "Job",
+        name: child.clone(),
+        source,
+    })?;
+    if let Some(existing) = &job {
+        if !owned_by(existing, execution) {
+            // A same-named Execution's Job still being garbage-collected.
+            info!(
+                job = child,
+                "waiting for a Job this Execution does not own to go away"
+            );
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+    } else if previous.job_name.is_none() {
+        match create_children(execution, ctx, &namespace, &program).await {
+            Ok(created) => job = Some(created),
+            Err(Error::Apply { kind, source, .. }) if is_invalid(&source) => {
+                let message = format!(
+                    "the API server rejected the {kind}: {}",
+                    api_message(&source)
+                );
+                return reject(execution, ctx, &namespace, message, &now).await;
+            }
+            Err(e) => return Err(e),
+        }
+        publish(
+            ctx,
+            execution,
+            EventType::Normal,
+            "JobCreated",
+            format!("created Job {child}"),
+        )
+        .await;
+        ctx.metrics.jobs_created.inc();
+    }
+
+    let pod = match &job {
+        Some(job) => newest_pod(ctx, &namespace, job).await?,
+        None => None,
+    };
+    let frame = match &pod {
+        Some(pod) if run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
+        _ => None,
+    };
+    let observed = Observed {
+        job: job.as_ref(),
+        pod: pod.as_ref(),
+        frame,
+        job_was_created: previous.job_name.is_some(),
+    };
+    let mut next = status::derive(execution, &observed, &now);
+    status::fit_to_object_limit(&mut next, spec_bytes(execution));
+    if next != previous {
+        write_status(ctx, execution, &namespace, &next).await?;
+        announce(ctx, execution, &previous, &next).await;
+    }
+    if !next.is_terminal() {
+        return Ok(Action::requeue(IN_FLIGHT_RESYNC));
+    }
+    if let Some(job) = job.filter(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0) {
+        // Finished while the pod is still there (a fatal image error):
+        // stop the kubelet retrying for nothing.
+        delete_job(&jobs, &job.name_any()).await?;
+    }
+    expire(execution, ctx, &namespace).await
+}
+
+async fn create_children(
+    execution: &Execution,
+    ctx: &Context,
+    namespace: &str,
+    program: &validate::Program,
+) -> Result<Job> {
+    apply(ctx, namespace, &objects::deny_all_network_policy(namespace)).await?;
+    apply(ctx, namespace, &objects::config_map(execution, namespace)).await?;
+    apply(
+        ctx,
+        namespace,
+        &objects::job(execution, namespace, program, &ctx.config),
+    )
+    .await
+}
+
+async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: type_name::<K>(),
+        name,
+        source,
+    })
+}
+
+fn type_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "Job" => "Job",
+        "ConfigMap" => "ConfigMap",
+        "NetworkPolicy" => "NetworkPolicy",
+        _ => "object",
+    }
+}
+
+fn owned_by(job: &Job, execution: &Execution) -> bool {
+    let uid = execution.uid();
+    job.owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == uid.as_ref())
+}
+
+async fn newest_pod(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<Pod>> {
+    let Some(uid) = job.uid() else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("batch.kubernetes.io/controller-uid={uid}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            kind: "Pod",
+            name: selector,
+            source,
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .max_by_key(|p| p.creation_timestamp().map(|t| t.0)))
+}
+
+fn run_terminated(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == RUN_CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.terminated.is_some())
+}
+
+async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = LogParams {
+        container: Some(RUN_CONTAINER.to_owned()),
+        limit_bytes: Some(MAX_LOG_BYTES),
+        ..Default::default()
+    };
+    match pods.logs(&pod.name_any(), &params).await {
+        Ok(log) => Ok(match parse_frame(&log) {
+            Some(Ok(result)) => Frame::Parsed(result),
+            Some(Err(e)) => Frame::Unreadable(e.to_string()),
+            None => Frame::Missing,
+        }),
+        Err(e) if is_not_found(&e) => Ok(Frame::Missing),
+        Err(source) => Err(Error::Read {
+            kind: "pod log",
+            name: pod.name_any(),
+            source,
+        }),
+    }
+}
+
+fn spec_bytes(execution: &Execution) -> usize {
+    serde_json::to_vec(&execution.spec)
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+async fn write_status(
+    ctx: &Context,
+    execution: &Execution,
+    namespace: &str,
+    status: &ExecutionStatus,
+) -> Result<()> {
+    let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": "sandrun.dev/v1alpha1",
+        "kind": "Execution",
+        "status": status,
+    });
+    api.patch_status(
+        &execution.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::WriteStatus {
+        name: execution.name_any(),
+        source,
+    })
+}
+
+async fn reject(
+    execution: &Execution,
+    ctx: &Context,
+    namespace: &str,
+    message: String,
+    now: &Time,
+) -> Result<Action> {
+    let next = status::invalid_spec(execution, message.clone(), now);
+    write_status(ctx, execution, namespace, &next).await?;
+    publish(ctx, execution, EventType::Warning, "InvalidSpec", message).await;
+    count_finished(ctx, &next);
+    // The spec is immutable: nothing will change this verdict.
+    Ok(Action::await_change())
+}
+
+/// Events and metrics for a phase change.
+async fn announce(
+    ctx: &Context,
+    execution: &Execution,
+    previous: &ExecutionStatus,
+    next: &ExecutionStatus,
+) {
+    if previous.phase == next.phase {
+        return;
+    }
+    let note = next
+        .message
+        .clone()
+        .unwrap_or_else(|| next.phase.as_str().to_owned());
+    let reason = next
+        .reason
+        .clone()
+        .unwrap_or_else(|| next.phase.as_str().to_owned());
+    let type_ = match next.phase {
+        Phase::Failed | Phase::TimedOut => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    info!(phase = next.phase.as_str(), reason, "phase changed");
+    publish(ctx, execution, type_, &reason, note).await;
+    if next.is_terminal() {
+        count_finished(ctx, next);
+    }
+}
+
+fn count_finished(ctx: &Context, status: &ExecutionStatus) {
+    let labels = PhaseLabels {
+        phase: status.phase.as_str().to_owned(),
+        reason: status.reason.clone().unwrap_or_default(),
+    };
+    ctx.metrics.finished.get_or_create(&labels).inc();
+}
+
+async fn publish(
+    ctx: &Context,
+    execution: &Execution,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &execution.object_ref(&()))
+        .await
+    {
+        // Events are for people; a lost one must not fail the reconcile.
+        warn!(%error, reason, "could not publish event");
+    }
+}
+
+/// Deletes a finished Execution once its `ttlSecondsAfterFinished` has passed.
+async fn expire(execution: &Execution, ctx: &Context, namespace: &str) -> Result<Action> {
+    let (Some(ttl), Some(finished)) = (
+        execution.spec.ttl_seconds_after_finished,
+        execution
+            .status
+            .as_ref()
+            .and_then(|s| s.completion_time.as_ref()),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let due = finished
+        .0
+        .saturating_add(SignedDuration::from_secs(i64::from(ttl)))
+        .unwrap_or(finished.0);
+    let left = Timestamp::now().duration_until(due);
+    if left.is_positive() {
+        return Ok(Action::requeue(left.unsigned_abs()));
+    }
+    let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
+    match api
+        .delete(&execution.name_any(), &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(e) if is_not_found(&e) => Ok(Action::await_change()),
+        Err(source) => Err(Error::Delete {
+            kind: "Execution",
+            name: execution.name_any(),
+            source,
+        }),
+    }
+}
+
+async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
+    match jobs.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(source) => Err(Error::Delete {
+            kind: "Job",
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn api_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
