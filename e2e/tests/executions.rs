@@ -1,0 +1,103 @@
+//! Executions run for real: runsc pods on the local cluster, results read
+//! back from the Execution's status.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use sandrun_crds::{Language, Limits, Phase};
+use sandrun_e2e::{program, python, status_of, with_limits, TestNamespace};
+
+#[tokio::test]
+async fn python_streams_and_exit_code_come_back_separately() {
+    let ns = TestNamespace::new("streams").await;
+    let code = "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\nsys.exit(3)\n";
+    let done = ns.run("exit-three", python(code)).await;
+    let s = status_of(&done);
+    assert_eq!(s.phase, Phase::Failed);
+    assert_eq!(s.reason.as_deref(), Some("NonZeroExitCode"));
+    assert_eq!(s.exit_code, Some(3));
+    assert_eq!(s.stdout.as_deref(), Some("to stdout\n"));
+    assert_eq!(s.stderr.as_deref(), Some("to stderr\n"));
+    assert!(s.duration_millis.is_some_and(|d| d > 0));
+    assert!(s.start_time.is_some() && s.completion_time.is_some());
+    assert_eq!(s.condition("Complete").map(|c| c.status.as_str()), Some("True"));
+
+    // The Job ran under gVisor, owned by the Execution, behind the policy.
+    let job = ns.api::<Job>().get(s.job_name.as_deref().expect("jobName")).await.expect("Job exists");
+    let pod_spec = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("runsc"));
+    assert_eq!(job.metadata.owner_references.unwrap()[0].uid, done.metadata.uid.clone().unwrap());
+    ns.api::<ConfigMap>().get("sandrun-exit-three").await.expect("ConfigMap exists");
+    let policy = ns.api::<NetworkPolicy>().get("sandrun-deny-all").await.expect("deny-all NetworkPolicy exists");
+    assert_eq!(policy.spec.unwrap().policy_types.unwrap(), ["Ingress", "Egress"]);
+}
+
+#[tokio::test]
+async fn every_language_runs_hello_world() {
+    let ns = TestNamespace::new("languages").await;
+    let cases = [
+        (Language::Python, "main.py", "print('hello from python')", "hello from python\n"),
+        (Language::Node, "main.js", "console.log('hello from node')", "hello from node\n"),
+        (Language::Bash, "main.sh", "echo \"hello from $0\"", "hello from main.sh\n"),
+    ];
+    for (language, file, code, want) in cases {
+        let done = ns.run(&format!("hello-{}", language.as_str()), program(language, file, code)).await;
+        let s = status_of(&done);
+        assert_eq!((s.phase, s.exit_code, s.stdout.as_deref()), (Phase::Succeeded, Some(0), Some(want)), "{language:?}: {s:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_times_out_at_its_deadline() {
+    let ns = TestNamespace::new("timeout").await;
+    let spec = with_limits(python("print('started', flush=True)\nwhile True:\n    pass\n"), Limits { timeout_seconds: Some(2), ..Default::default() });
+    let s = status_of(&ns.run("forever", spec).await);
+    assert_eq!(s.phase, Phase::TimedOut);
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    let took = s.duration_millis.expect("duration");
+    assert!((2000..3000).contains(&took), "killed after {took} ms, wanted about 2000");
+    assert_eq!(s.stdout.as_deref(), Some("started\n"), "output before the deadline is kept");
+}
+
+#[tokio::test]
+async fn stdin_reaches_the_program() {
+    let ns = TestNamespace::new("stdin").await;
+    let mut spec = python("import sys\ndata = sys.stdin.read()\nprint(data.upper(), end='')\n");
+    spec.stdin = Some("piped in\nsecond line\n".into());
+    let s = status_of(&ns.run("stdin", spec).await);
+    assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("PIPED IN\nSECOND LINE\n")));
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed() {
+    let ns = TestNamespace::new("oom").await;
+    let hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n";
+    let spec = with_limits(python(hog), Limits { memory: Some("64Mi".into()), timeout_seconds: Some(60), ..Default::default() });
+    let s = status_of(&ns.run("hog", spec).await);
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some("OOMKilled")), "{s:?}");
+}
+
+#[tokio::test]
+async fn output_past_the_cap_is_truncated_and_flagged() {
+    let ns = TestNamespace::new("truncate").await;
+    let spec = with_limits(
+        python("import sys\nsys.stdout.write('x' * 1_000_000)\nsys.stderr.write('short')\n"),
+        Limits { max_output_bytes: Some(1000), ..Default::default() },
+    );
+    let s = status_of(&ns.run("loud", spec).await);
+    assert_eq!(s.phase, Phase::Succeeded);
+    assert_eq!(s.stdout.as_deref().map(str::len), Some(1000));
+    assert!(s.stdout_truncated);
+    assert_eq!((s.stderr.as_deref(), s.stderr_truncated), (Some("short"), false));
+}
+
+#[tokio::test]
+async fn source_files_land_in_a_writable_workspace() {
+    let ns = TestNamespace::new("files").await;
+    let mut spec = python("from pkg.greet import hello\nopen('out.txt', 'w').write(hello())\nprint(open('out.txt').read())\n");
+    spec.source.as_mut().unwrap().files.push(sandrun_crds::SourceFile { path: "pkg/greet.py".into(), content: "def hello():\n    return 'hi from a module'\n".into() });
+    spec.source.as_mut().unwrap().files.push(sandrun_crds::SourceFile { path: "pkg/__init__.py".into(), content: String::new() });
+    spec.source.as_mut().unwrap().entry = Some("main.py".into());
+    let s = status_of(&ns.run("files", spec).await);
+    assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("hi from a module\n")), "{s:?}");
+}
