@@ -6,6 +6,7 @@
 # Outputs (keyed by version, outside the repo, kept between runs):
 #   $SANDRUN_CACHE/k8s-$K8S_VERSION/bin/sandrun-k8s  + one symlink per component
 #                                                     (etcd kube-apiserver ... kubectl)
+#   $SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin/{containerd,containerd-shim-runc-v2,ctr}
 #   $SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin/crictl
 #   $SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin/{runsc,containerd-shim-runsc-v1}
 #     (by cluster/build-gvisor.sh, when present)
@@ -17,7 +18,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib/common.sh"
 
 APT_PACKAGES=(
-  containerd runc containernetworking-plugins # container runtime + CNI plugins
+  runc containernetworking-plugins             # OCI runtime + CNI plugins
   iptables nftables conntrack iproute2         # kubelet, kube-proxy, CNI
   openssl curl jq socat util-linux procps      # PKI, health checks, port-forward
   umoci debootstrap                            # local images without a registry
@@ -73,6 +74,29 @@ build_k8s() {
   done
 }
 
+build_containerd() {
+  local bin=$CONTAINERD_BIN_DIR mod="$CLUSTER_DIR/containerd"
+  if [[ -x $bin/containerd && -x $bin/containerd-shim-runc-v2 && -x $bin/ctr ]]; then
+    log "containerd $CONTAINERD_VERSION present (skip)"
+    return 0
+  fi
+  grep -q "containerd/containerd/v2 $CONTAINERD_VERSION" "$mod/go.mod" ||
+    die "cluster/containerd/go.mod does not require containerd $CONTAINERD_VERSION (lib/tools.env)"
+  log "building containerd $CONTAINERD_VERSION"
+  local start=$SECONDS tmp p
+  mkdir -p "$bin"
+  tmp=$(mktemp -d "$bin/.build.XXXXXX")
+  # Static (CGO off): the btrfs/devmapper snapshotters that need cgo are not
+  # used here; overlayfs is.
+  (cd "$mod" && GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    -o "$tmp/" github.com/containerd/containerd/v2/cmd/{containerd,containerd-shim-runc-v2,ctr}) ||
+    { rm -rf "$tmp"; die "containerd build failed"; }
+  for p in containerd containerd-shim-runc-v2 ctr; do mv "$tmp/$p" "$bin/$p"; done
+  rm -rf "$tmp"
+  log "built containerd in $((SECONDS - start))s"
+}
+
 build_crictl() {
   local out="$CRICTL_BIN_DIR/crictl"
   if [[ -x $out ]]; then
@@ -123,6 +147,7 @@ main() {
   install_apt_packages
   check_go
   build_k8s
+  build_containerd
   build_crictl
   build_gvisor
   build_pause_image

@@ -12,17 +12,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib/common.sh"
 source "$here/lib/host.sh"
 
-# Ask containerd to stop and remove every pod sandbox while it still runs:
-# that runs CNI DEL for each pod (veth, IPAM lease, masquerade rules) and
-# unmounts container filesystems the proper way. Best effort: the brute-force
-# cleanup afterwards catches whatever this misses.
-remove_pods_via_cri() {
+# Ask containerd to stop every pod sandbox while it still runs: that kills
+# the containers, runs CNI DEL for each pod (veth, IPAM lease, masquerade
+# rules) and unmounts container filesystems the proper way. Pods are stopped,
+# not removed, so logs of finished containers stay readable after the next
+# up.sh. Best effort: the brute-force cleanup afterwards catches the rest.
+stop_pods_via_cri() {
   daemon_running containerd || return 0
   command -v crictl >/dev/null && [[ -f $CONF_DIR/crictl.yaml ]] || return 0
-  local cri=(crictl --config "$CONF_DIR/crictl.yaml")
-  [[ -n $("${cri[@]}" pods -q 2>/dev/null) ]] || return 0
-  timeout 60 "${cri[@]}" rmp --all --force >/dev/null 2>&1 ||
-    log "warning: could not remove all pods through CRI; cleaning up by force"
+  local cri=(crictl --config "$CONF_DIR/crictl.yaml") pods
+  pods=$("${cri[@]}" pods -q --state ready 2>/dev/null) || return 0
+  [[ -n $pods ]] || return 0
+  # shellcheck disable=SC2086
+  timeout 60 "${cri[@]}" stopp $pods >/dev/null 2>&1 ||
+    log "warning: could not stop all pods through CRI; cleaning up by force"
 }
 
 main() {
@@ -43,7 +46,7 @@ main() {
   stop_daemon kube-scheduler
   stop_daemon kubelet
   stop_daemon kube-proxy
-  remove_pods_via_cri
+  stop_pods_via_cri
   stop_daemon containerd
   stop_daemon kube-apiserver
   stop_daemon etcd

@@ -35,7 +35,7 @@ already_up() {
 }
 
 ensure_binaries() {
-  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl ]] && return 0
+  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd ]] && return 0
   log "binaries missing; running cluster/build.sh"
   "$here/build.sh"
 }
@@ -47,7 +47,9 @@ import_images() {
     CONTAINERD_ADDRESS="$CONTAINERD_SOCK" bash "$script" >>"$LOG_DIR/image-import.log" 2>&1 ||
       log "warning: images/import.sh failed (see $LOG_DIR/image-import.log)"
   fi
-  if ! ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q 2>/dev/null | grep -qxF "$PAUSE_IMAGE"; then
+  local images
+  images=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q 2>/dev/null) || true
+  if ! grep -qxF "$PAUSE_IMAGE" <<<"$images"; then
     log "warning: sandbox image $PAUSE_IMAGE is not in containerd; pods will not start until it is imported"
   fi
 }

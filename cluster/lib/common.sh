@@ -13,6 +13,7 @@ SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
 SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"
 K8S_BIN_DIR="$SANDRUN_CACHE/k8s-$K8S_VERSION/bin"
 CRICTL_BIN_DIR="$SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin"
+CONTAINERD_BIN_DIR="$SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin"
 GVISOR_BIN_DIR="$SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin"
 K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 
@@ -49,9 +50,10 @@ ETCD_CLIENT_URL="http://127.0.0.1:2379"
 ETCD_PEER_URL="http://127.0.0.1:2380"
 PAUSE_IMAGE="localhost/pause:$PAUSE_VERSION"
 
-# Daemons need /usr/sbin (iptables, runc) and the gVisor shim on PATH:
-# containerd finds containerd-shim-runsc-v1 by name.
-export PATH="$K8S_BIN_DIR:$CRICTL_BIN_DIR:$GVISOR_BIN_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
+# Daemons need /usr/sbin (iptables, runc) and the shims on PATH: containerd
+# finds containerd-shim-runc-v2 and containerd-shim-runsc-v1 by name, and our
+# containerd/ctr must win over any distribution copy.
+export PATH="$K8S_BIN_DIR:$CONTAINERD_BIN_DIR:$CRICTL_BIN_DIR:$GVISOR_BIN_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-sandrun}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
