@@ -68,9 +68,12 @@ archive_path() {
 
 sha() { sha256sum "$@" | cut -d' ' -f1; }
 
-# Common inputs: this script and the pinned versions. Anything else an image
-# depends on is appended per image.
-common_key() { cat "$here/build.sh" "$repo/cluster/versions.env" | sha; }
+# Common inputs: this script and the versions images are built from (not all
+# of versions.env, so a Kubernetes or gVisor bump doesn't rebuild images).
+# Anything else an image depends on is appended per image.
+common_key() {
+  { cat "$here/build.sh"; echo "$DEBIAN_SUITE $PAUSE_VERSION"; } | sha
+}
 
 image_key() {
   local img=$1
