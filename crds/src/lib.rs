@@ -8,10 +8,9 @@ mod spec;
 mod status;
 
 pub use spec::{
-    EnvVar, Execution, ExecutionSpec, Language, Limits, Source, SourceFile, DEFAULT_CPU,
-    DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY, DEFAULT_RUNTIME_CLASS, DEFAULT_TIMEOUT_SECONDS,
-    MAX_OUTPUT_BYTES_CAP, MAX_SOURCE_FILES, MAX_SOURCE_FILE_BYTES, MAX_STDIN_BYTES,
-    MAX_TIMEOUT_SECONDS,
+    EnvVar, Execution, ExecutionSpec, Language, Limits, Source, SourceFile, DEFAULT_CPU, DEFAULT_MAX_OUTPUT_BYTES,
+    DEFAULT_MEMORY, DEFAULT_RUNTIME_CLASS, DEFAULT_TIMEOUT_SECONDS, MAX_OUTPUT_BYTES_CAP, MAX_SOURCE_FILES,
+    MAX_SOURCE_FILE_BYTES, MAX_STDIN_BYTES, MAX_TIMEOUT_SECONDS,
 };
 pub use status::{condition_types, reasons, ExecutionStatus, Phase};
 
@@ -19,10 +18,6 @@ use kube::CustomResourceExt;
 
 /// The CRD manifest as YAML, exactly as committed in `crds/executions.sandrun.dev.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let header =
-        "# Generated from crds/src by `cargo run -p sandrun-crds --bin crdgen`; do not edit.\n";
-    Ok(format!(
-        "{header}{}",
-        serde_yaml::to_string(&Execution::crd())?
-    ))
+    let header = "# Generated from crds/src by `cargo run -p sandrun-crds --bin crdgen`; do not edit.\n";
+    Ok(format!("{header}{}", serde_yaml::to_string(&Execution::crd())?))
 }

@@ -92,19 +92,7 @@ pub struct ExecutionSpec {
 }
 
 /// Languages with a built-in runtime.
-#[derive(
-    schemars::JsonSchema,
-    Deserialize,
-    Serialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-)]
+#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Python,
@@ -154,10 +142,7 @@ pub struct SourceFile {
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 pub struct EnvVar {
-    #[schemars(
-        length(min = 1, max = 128),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
     #[serde(default)]
     #[schemars(length(max = 4096))]
@@ -192,16 +177,11 @@ pub struct Limits {
 
 impl ExecutionSpec {
     pub fn timeout_seconds(&self) -> u32 {
-        self.limits
-            .timeout_seconds
-            .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+        self.limits.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS)
     }
 
     pub fn max_output_bytes(&self) -> u32 {
-        self.limits
-            .max_output_bytes
-            .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES)
-            .min(MAX_OUTPUT_BYTES_CAP)
+        self.limits.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES).min(MAX_OUTPUT_BYTES_CAP)
     }
 
     pub fn cpu(&self) -> &str {
@@ -213,17 +193,12 @@ impl ExecutionSpec {
     }
 
     pub fn runtime_class(&self) -> &str {
-        self.runtime_class_name
-            .as_deref()
-            .unwrap_or(DEFAULT_RUNTIME_CLASS)
+        self.runtime_class_name.as_deref().unwrap_or(DEFAULT_RUNTIME_CLASS)
     }
 
     /// The entry file: `source.entry`, else the first file.
     pub fn entry(&self) -> Option<&str> {
         let source = self.source.as_ref()?;
-        source
-            .entry
-            .as_deref()
-            .or_else(|| source.files.first().map(|f| f.path.as_str()))
+        source.entry.as_deref().or_else(|| source.files.first().map(|f| f.path.as_str()))
     }
 }

@@ -26,7 +26,10 @@ impl TestNamespace {
         let client = Client::try_default().await.expect("KUBECONFIG must point at the local cluster (cluster/env.sh)");
         let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase();
         let name = format!("e2e-{prefix}-{suffix}");
-        let ns = Namespace { metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
         Self { name, client }
     }

@@ -43,14 +43,21 @@ async fn every_language_runs_hello_world() {
     for (language, file, code, want) in cases {
         let done = ns.run(&format!("hello-{}", language.as_str()), program(language, file, code)).await;
         let s = status_of(&done);
-        assert_eq!((s.phase, s.exit_code, s.stdout.as_deref()), (Phase::Succeeded, Some(0), Some(want)), "{language:?}: {s:?}");
+        assert_eq!(
+            (s.phase, s.exit_code, s.stdout.as_deref()),
+            (Phase::Succeeded, Some(0), Some(want)),
+            "{language:?}: {s:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_infinite_loop_times_out_at_its_deadline() {
     let ns = TestNamespace::new("timeout").await;
-    let spec = with_limits(python("print('started', flush=True)\nwhile True:\n    pass\n"), Limits { timeout_seconds: Some(2), ..Default::default() });
+    let spec = with_limits(
+        python("print('started', flush=True)\nwhile True:\n    pass\n"),
+        Limits { timeout_seconds: Some(2), ..Default::default() },
+    );
     let s = status_of(&ns.run("forever", spec).await);
     assert_eq!(s.phase, Phase::TimedOut);
     assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
@@ -72,7 +79,10 @@ async fn stdin_reaches_the_program() {
 async fn a_memory_hog_is_oom_killed() {
     let ns = TestNamespace::new("oom").await;
     let hog = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n";
-    let spec = with_limits(python(hog), Limits { memory: Some("64Mi".into()), timeout_seconds: Some(60), ..Default::default() });
+    let spec = with_limits(
+        python(hog),
+        Limits { memory: Some("64Mi".into()), timeout_seconds: Some(60), ..Default::default() },
+    );
     let s = status_of(&ns.run("hog", spec).await);
     assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some("OOMKilled")), "{s:?}");
 }
@@ -94,9 +104,17 @@ async fn output_past_the_cap_is_truncated_and_flagged() {
 #[tokio::test]
 async fn source_files_land_in_a_writable_workspace() {
     let ns = TestNamespace::new("files").await;
-    let mut spec = python("from pkg.greet import hello\nopen('out.txt', 'w').write(hello())\nprint(open('out.txt').read())\n");
-    spec.source.as_mut().unwrap().files.push(sandrun_crds::SourceFile { path: "pkg/greet.py".into(), content: "def hello():\n    return 'hi from a module'\n".into() });
-    spec.source.as_mut().unwrap().files.push(sandrun_crds::SourceFile { path: "pkg/__init__.py".into(), content: String::new() });
+    let mut spec =
+        python("from pkg.greet import hello\nopen('out.txt', 'w').write(hello())\nprint(open('out.txt').read())\n");
+    spec.source.as_mut().unwrap().files.push(sandrun_crds::SourceFile {
+        path: "pkg/greet.py".into(),
+        content: "def hello():\n    return 'hi from a module'\n".into(),
+    });
+    spec.source
+        .as_mut()
+        .unwrap()
+        .files
+        .push(sandrun_crds::SourceFile { path: "pkg/__init__.py".into(), content: String::new() });
     spec.source.as_mut().unwrap().entry = Some("main.py".into());
     let s = status_of(&ns.run("files", spec).await);
     assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("hi from a module\n")), "{s:?}");

@@ -8,7 +8,8 @@ use sandrun_e2e::{python, TestNamespace};
 use serde_json::json;
 
 fn dynamic(ns: &TestNamespace) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("sandrun.dev", "v1alpha1", "Execution"), "executions");
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("sandrun.dev", "v1alpha1", "Execution"), "executions");
     Api::namespaced_with(ns.client.clone(), &ns.name, &resource)
 }
 
@@ -39,15 +40,43 @@ async fn table_of_rejected_manifests() {
     let ns = TestNamespace::new("validation").await;
     let cases = [
         ("unknown language", json!({"language": "cobol", "source": source()}), "Unsupported value: \"cobol\""),
-        ("negative timeout", json!({"language": "python", "source": source(), "limits": {"timeoutSeconds": -1}}), "spec.limits.timeoutSeconds"),
-        ("timeout too long", json!({"language": "python", "source": source(), "limits": {"timeoutSeconds": 86400}}), "spec.limits.timeoutSeconds"),
-        ("language and image", json!({"language": "python", "image": "x", "command": ["y"], "source": source()}), "set exactly one of language or image"),
+        (
+            "negative timeout",
+            json!({"language": "python", "source": source(), "limits": {"timeoutSeconds": -1}}),
+            "spec.limits.timeoutSeconds",
+        ),
+        (
+            "timeout too long",
+            json!({"language": "python", "source": source(), "limits": {"timeoutSeconds": 86400}}),
+            "spec.limits.timeoutSeconds",
+        ),
+        (
+            "language and image",
+            json!({"language": "python", "image": "x", "command": ["y"], "source": source()}),
+            "set exactly one of language or image",
+        ),
         ("image without command", json!({"image": "busybox:1"}), "image requires a non-empty command"),
         ("language without source", json!({"language": "python"}), "language requires source"),
-        ("path escapes", json!({"language": "python", "source": {"files": [{"path": "../x.py", "content": ""}]}}), "spec.source.files[0].path"),
-        ("entry not a file", json!({"language": "python", "source": {"files": [{"path": "a.py", "content": ""}], "entry": "b.py"}}), "entry must name one of the files"),
-        ("memory not a quantity", json!({"language": "python", "source": source(), "limits": {"memory": "lots"}}), "memory must be a quantity"),
-        ("output cap too big", json!({"language": "python", "source": source(), "limits": {"maxOutputBytes": 10485760}}), "spec.limits.maxOutputBytes"),
+        (
+            "path escapes",
+            json!({"language": "python", "source": {"files": [{"path": "../x.py", "content": ""}]}}),
+            "spec.source.files[0].path",
+        ),
+        (
+            "entry not a file",
+            json!({"language": "python", "source": {"files": [{"path": "a.py", "content": ""}], "entry": "b.py"}}),
+            "entry must name one of the files",
+        ),
+        (
+            "memory not a quantity",
+            json!({"language": "python", "source": source(), "limits": {"memory": "lots"}}),
+            "memory must be a quantity",
+        ),
+        (
+            "output cap too big",
+            json!({"language": "python", "source": source(), "limits": {"maxOutputBytes": 10485760}}),
+            "spec.limits.maxOutputBytes",
+        ),
     ];
     for (name, spec, want) in cases {
         let message = rejection(&ns, spec).await;

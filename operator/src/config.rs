@@ -22,6 +22,10 @@ pub struct OperatorConfig {
     pub startup_allowance_seconds: u32,
     /// Size limit of the writable working directory.
     pub workspace_size_limit: String,
+    /// Memory the container gets on top of the user's limit, for the
+    /// sandbox itself (gVisor's Sentry and Gofer) and the runner. The runner
+    /// holds the program to the user's limit exactly.
+    pub sandbox_memory_overhead: String,
     pub runtimes: BTreeMap<Language, Runtime>,
 }
 
@@ -44,19 +48,11 @@ impl Default for OperatorConfig {
             image_pull_policy: "IfNotPresent".to_owned(),
             startup_allowance_seconds: 120,
             workspace_size_limit: "256Mi".to_owned(),
+            sandbox_memory_overhead: "96Mi".to_owned(),
             runtimes: BTreeMap::from([
-                (
-                    Language::Python,
-                    runtime("localhost/sandrun-python:bookworm", "python3"),
-                ),
-                (
-                    Language::Node,
-                    runtime("localhost/sandrun-node:bookworm", "node"),
-                ),
-                (
-                    Language::Bash,
-                    runtime("localhost/sandrun-bash:bookworm", "bash"),
-                ),
+                (Language::Python, runtime("localhost/sandrun-python:bookworm", "python3")),
+                (Language::Node, runtime("localhost/sandrun-node:bookworm", "node")),
+                (Language::Bash, runtime("localhost/sandrun-bash:bookworm", "bash")),
             ]),
         }
     }
@@ -82,8 +78,6 @@ mod tests {
     #[test]
     fn unknown_keys_and_languages_are_rejected() {
         assert!(OperatorConfig::from_yaml("runnerImag: x\n").is_err());
-        assert!(
-            OperatorConfig::from_yaml("runtimes:\n  cobol: {image: x, command: [y]}\n").is_err()
-        );
+        assert!(OperatorConfig::from_yaml("runtimes:\n  cobol: {image: x, command: [y]}\n").is_err());
     }
 }

@@ -38,20 +38,13 @@ pub async fn run(
     let managed = format!("{MANAGED_BY_KEY}={MANAGED_BY}");
     let execution_pods = format!("{ROLE_KEY}={ROLE_EXECUTION}");
     Controller::new(api::<Execution>(&client, ns), watcher::Config::default())
-        .owns(
-            api::<Job>(&client, ns),
-            watcher::Config::default().labels(&managed),
-        )
+        .owns(api::<Job>(&client, ns), watcher::Config::default().labels(&managed))
         // Pods are the Job's children, not ours: map them back by label to
         // see Running and waiting reasons as soon as the kubelet reports them.
-        .watches(
-            api::<Pod>(&client, ns),
-            watcher::Config::default().labels(&execution_pods),
-            |pod: Pod| {
-                let name = pod.labels().get(EXECUTION_KEY)?.clone();
-                Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
-            },
-        )
+        .watches(api::<Pod>(&client, ns), watcher::Config::default().labels(&execution_pods), |pod: Pod| {
+            let name = pod.labels().get(EXECUTION_KEY)?.clone();
+            Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
+        })
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

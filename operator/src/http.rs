@@ -31,37 +31,21 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
             body,
         ),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain")],
-            "encoding failed\n".to_owned(),
-        ),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed\n".to_owned())
+        }
     }
 }
 
 /// Ready when the API server answers and the Execution CRD is installed.
 async fn ready(State(state): State<Arc<HttpState>>) -> (StatusCode, String) {
     let api: Api<Execution> = Api::all(state.client.clone());
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        api.list_metadata(&ListParams::default().limit(1)),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(2), api.list_metadata(&ListParams::default().limit(1))).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".to_owned()),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot list Executions: {e}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "API server did not answer in 2s\n".to_owned(),
-        ),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot list Executions: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "API server did not answer in 2s\n".to_owned()),
     }
 }

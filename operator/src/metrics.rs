@@ -37,26 +37,10 @@ impl Metrics {
         };
         let r = registry.sub_registry_with_prefix("sandrun_operator");
         r.register("reconciles", "Reconciliations run", m.reconciles.clone());
-        r.register(
-            "reconcile_failures",
-            "Reconciliations that failed, by error kind",
-            m.failures.clone(),
-        );
-        r.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconciliation",
-            m.reconcile_seconds.clone(),
-        );
-        r.register(
-            "executions_finished",
-            "Executions that reached a terminal phase",
-            m.finished.clone(),
-        );
-        r.register(
-            "jobs_created",
-            "Jobs created for Executions",
-            m.jobs_created.clone(),
-        );
+        r.register("reconcile_failures", "Reconciliations that failed, by error kind", m.failures.clone());
+        r.register("reconcile_duration_seconds", "Time spent in one reconciliation", m.reconcile_seconds.clone());
+        r.register("executions_finished", "Executions that reached a terminal phase", m.finished.clone());
+        r.register("jobs_created", "Jobs created for Executions", m.jobs_created.clone());
         m
     }
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodDNSConfig,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,8 +16,8 @@ use sandrun_crds::Execution;
 
 use crate::config::OperatorConfig;
 use crate::labels::{
-    child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY,
-    NETWORK_POLICY_NAME, ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER,
+    child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY, NETWORK_POLICY_NAME,
+    ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER,
 };
 use crate::validate::Program;
 
@@ -65,28 +65,15 @@ fn input_items(execution: &Execution) -> Vec<KeyToPath> {
         .iter()
         .flat_map(|s| &s.files)
         .enumerate()
-        .map(|(i, file)| KeyToPath {
-            key: format!("file-{i}"),
-            path: format!("src/{}", file.path),
-            mode: None,
-        })
+        .map(|(i, file)| KeyToPath { key: format!("file-{i}"), path: format!("src/{}", file.path), mode: None })
         .collect();
     if spec.stdin.is_some() {
-        items.push(KeyToPath {
-            key: STDIN_KEY.to_owned(),
-            path: STDIN_KEY.to_owned(),
-            mode: None,
-        });
+        items.push(KeyToPath { key: STDIN_KEY.to_owned(), path: STDIN_KEY.to_owned(), mode: None });
     }
     items
 }
 
-pub fn job(
-    execution: &Execution,
-    namespace: &str,
-    program: &Program,
-    config: &OperatorConfig,
-) -> Job {
+pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &OperatorConfig) -> Job {
     let spec = &execution.spec;
     let name = execution.metadata.name.clone().unwrap_or_default();
     let timeout = spec.timeout_seconds();
@@ -97,6 +84,8 @@ pub fn job(
         (u64::from(timeout) * 1000).to_string(),
         "--max-output-bytes".to_owned(),
         spec.max_output_bytes().to_string(),
+        "--memory-limit-bytes".to_owned(),
+        program.memory_limit_bytes.to_string(),
         "--source".to_owned(),
         format!("{INPUT_DIR}/src"),
         "--workdir".to_owned(),
@@ -110,19 +99,11 @@ pub fn job(
     let mut env: Vec<EnvVar> = spec
         .env
         .iter()
-        .map(|e| EnvVar {
-            name: e.name.clone(),
-            value: Some(e.value.clone()),
-            value_from: None,
-        })
+        .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
         .collect();
     for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
         if !env.iter().any(|e| e.name == key) {
-            env.push(EnvVar {
-                name: key.to_owned(),
-                value: Some(value.to_owned()),
-                value_from: None,
-            });
+            env.push(EnvVar { name: key.to_owned(), value: Some(value.to_owned()), value_from: None });
         }
     }
 
@@ -135,7 +116,7 @@ pub fn job(
         env: Some(env),
         resources: Some(resources(
             spec.cpu(),
-            spec.memory(),
+            &program.container_memory_bytes.to_string(),
             &config.workspace_size_limit,
         )),
         security_context: Some(locked_down()),
@@ -151,11 +132,7 @@ pub fn job(
         name: INSTALL_CONTAINER.to_owned(),
         image: Some(config.runner_image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        command: Some(vec![
-            "/sandrun-runner".to_owned(),
-            "install".to_owned(),
-            BIN_DIR.to_owned(),
-        ]),
+        command: Some(vec!["/sandrun-runner".to_owned(), "install".to_owned(), BIN_DIR.to_owned()]),
         resources: Some(resources("100m", "32Mi", "64Mi")),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![mount("runner", BIN_DIR, false)]),
@@ -169,15 +146,20 @@ pub fn job(
         enable_service_links: Some(false),
         // The runner reports its own deadline; nothing needs a long goodbye.
         termination_grace_period_seconds: Some(2),
+        // No cluster DNS for code with no network: lookups fail at once on
+        // loopback instead of hanging until a timeout.
+        dns_policy: Some("None".to_owned()),
+        dns_config: Some(PodDNSConfig {
+            nameservers: Some(vec!["127.0.0.1".to_owned()]),
+            options: None,
+            searches: None,
+        }),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(SANDBOX_UID),
             run_as_group: Some(SANDBOX_UID),
             fs_group: Some(SANDBOX_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                localhost_profile: None,
-            }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
             ..Default::default()
         }),
         init_containers: Some(vec![install]),
@@ -208,14 +190,9 @@ pub fn job(
             parallelism: Some(1),
             active_deadline_seconds: Some(i64::from(timeout + config.startup_allowance_seconds)),
             // A little after the Execution's own TTL, which deletes it first.
-            ttl_seconds_after_finished: spec
-                .ttl_seconds_after_finished
-                .map(|ttl| ttl.saturating_add(60) as i32),
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(|ttl| ttl.saturating_add(60) as i32),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels(&name)),
-                    ..Default::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(pod_labels(&name)), ..Default::default() }),
                 spec: Some(pod),
             },
             ..Default::default()
@@ -231,18 +208,12 @@ pub fn deny_all_network_policy(namespace: &str) -> NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(NETWORK_POLICY_NAME.to_owned()),
             namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY_KEY.to_owned(),
-                MANAGED_BY.to_owned(),
-            )])),
+            labels: Some(BTreeMap::from([(MANAGED_BY_KEY.to_owned(), MANAGED_BY.to_owned())])),
             ..Default::default()
         },
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    ROLE_KEY.to_owned(),
-                    ROLE_EXECUTION.to_owned(),
-                )])),
+                match_labels: Some(BTreeMap::from([(ROLE_KEY.to_owned(), ROLE_EXECUTION.to_owned())])),
                 match_expressions: None,
             }),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
@@ -258,10 +229,7 @@ fn locked_down() -> SecurityContext {
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
         privileged: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_owned()]),
-            add: None,
-        }),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
         ..Default::default()
     }
 }
@@ -275,15 +243,8 @@ fn resources(cpu: &str, memory: &str, ephemeral: &str) -> ResourceRequirements {
     ]);
     // Memory is requested in full so the node never overcommits it into
     // surprise kills; CPU is shared, so only a slice is requested.
-    let requests = BTreeMap::from([
-        ("cpu".to_owned(), quantity("50m")),
-        ("memory".to_owned(), quantity(memory)),
-    ]);
-    ResourceRequirements {
-        limits: Some(limits),
-        requests: Some(requests),
-        claims: None,
-    }
+    let requests = BTreeMap::from([("cpu".to_owned(), quantity("50m")), ("memory".to_owned(), quantity(memory))]);
+    ResourceRequirements { limits: Some(limits), requests: Some(requests), claims: None }
 }
 
 fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
@@ -298,10 +259,7 @@ fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
 fn empty_dir(name: &str, size: &str) -> Volume {
     Volume {
         name: name.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: None,
-            size_limit: Some(Quantity(size.to_owned())),
-        }),
+        empty_dir: Some(EmptyDirVolumeSource { medium: None, size_limit: Some(Quantity(size.to_owned())) }),
         ..Default::default()
     }
 }

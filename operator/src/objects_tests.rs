@@ -14,23 +14,13 @@ fn python_hello() -> Execution {
         language: Some(Language::Python),
         source: Some(Source {
             files: vec![
-                SourceFile {
-                    path: "main.py".into(),
-                    content: "print(input())".into(),
-                },
-                SourceFile {
-                    path: "pkg/util.py".into(),
-                    content: "X = 1".into(),
-                },
+                SourceFile { path: "main.py".into(), content: "print(input())".into() },
+                SourceFile { path: "pkg/util.py".into(), content: "X = 1".into() },
             ],
             entry: None,
         }),
         stdin: Some("42\n".into()),
-        limits: Limits {
-            timeout_seconds: Some(5),
-            memory: Some("64Mi".into()),
-            ..Default::default()
-        },
+        limits: Limits { timeout_seconds: Some(5), memory: Some("64Mi".into()), ..Default::default() },
         ..Default::default()
     })
 }
@@ -54,41 +44,17 @@ fn job_is_sandboxed_and_locked_down() {
     assert_eq!(pod.enable_service_links, Some(false));
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(
-        psc.seccomp_profile.as_ref().unwrap().type_,
-        "RuntimeDefault"
-    );
-    for c in pod
-        .containers
-        .iter()
-        .chain(pod.init_containers.iter().flatten())
-    {
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
         assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
-        assert_eq!(
-            sc.capabilities.as_ref().unwrap().drop.as_deref(),
-            Some(&["ALL".to_owned()][..])
-        );
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_owned()][..]));
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
-        assert!(
-            limits.contains_key("cpu") && limits.contains_key("memory"),
-            "{}",
-            c.name
-        );
+        assert!(limits.contains_key("cpu") && limits.contains_key("memory"), "{}", c.name);
     }
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .as_ref()
-        .unwrap();
-    assert_eq!(
-        labels.get(ROLE_KEY).map(String::as_str),
-        Some(ROLE_EXECUTION)
-    );
+    let labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!(labels.get(ROLE_KEY).map(String::as_str), Some(ROLE_EXECUTION));
 }
 
 #[test]
@@ -96,22 +62,16 @@ fn run_container_wraps_the_program_in_the_runner() {
     let job = job_of(&python_hello());
     let pod = job.spec.unwrap().template.spec.unwrap();
     let run = &pod.containers[0];
-    assert_eq!(
-        run.image.as_deref(),
-        Some("localhost/sandrun-python:bookworm")
-    );
+    assert_eq!(run.image.as_deref(), Some("localhost/sandrun-python:bookworm"));
     let argv = run.command.clone().unwrap();
     assert_eq!(argv[0], "/sandrun/bin/sandrun-runner");
     assert_eq!(&argv[argv.len() - 3..], ["--", "python3", "main.py"]);
-    let flag = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .map(|i| argv[i + 1].clone())
-    };
+    let flag = |name: &str| argv.iter().position(|a| a == name).map(|i| argv[i + 1].clone());
     assert_eq!(flag("--timeout-ms").as_deref(), Some("5000"));
     assert_eq!(flag("--max-output-bytes").as_deref(), Some("65536"));
+    assert_eq!(flag("--memory-limit-bytes").as_deref(), Some("67108864"), "the runner holds the program to 64Mi");
     let limits = run.resources.as_ref().unwrap().limits.as_ref().unwrap();
-    assert_eq!(limits["memory"].0, "64Mi");
+    assert_eq!(limits["memory"].0, ((64 + 96) << 20).to_string(), "the sandbox gets headroom above it");
     assert_eq!(limits["cpu"].0, "1");
 }
 
@@ -123,10 +83,7 @@ fn children_are_owned_by_the_execution_and_named_alike() {
         assert_eq!(meta.name.as_deref(), Some("sandrun-hello"));
         assert_eq!(meta.namespace.as_deref(), Some("team-a"));
         let owner = &meta.owner_references.as_ref().unwrap()[0];
-        assert_eq!(
-            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-            ("Execution", "uid-1", Some(true))
-        );
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Execution", "uid-1", Some(true)));
     }
 }
 
@@ -140,38 +97,20 @@ fn config_map_holds_files_and_stdin_and_the_volume_maps_them_back() {
     assert_eq!(data["stdin"], "42\n");
     assert_eq!(cm.immutable, Some(true));
     let pod = job_of(&e).spec.unwrap().template.spec.unwrap();
-    let input = pod
-        .volumes
-        .unwrap()
-        .into_iter()
-        .find(|v| v.name == "input")
-        .unwrap();
-    let items: Vec<(String, String)> = input
-        .config_map
-        .unwrap()
-        .items
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.key, i.path))
-        .collect();
+    let input = pod.volumes.unwrap().into_iter().find(|v| v.name == "input").unwrap();
+    let items: Vec<(String, String)> =
+        input.config_map.unwrap().items.unwrap().into_iter().map(|i| (i.key, i.path)).collect();
     assert_eq!(
         items,
-        [
-            ("file-0", "src/main.py"),
-            ("file-1", "src/pkg/util.py"),
-            ("stdin", "stdin")
-        ]
-        .map(|(k, p)| (k.to_owned(), p.to_owned()))
+        [("file-0", "src/main.py"), ("file-1", "src/pkg/util.py"), ("stdin", "stdin")]
+            .map(|(k, p)| (k.to_owned(), p.to_owned()))
     );
 }
 
 #[test]
 fn user_env_is_kept_and_defaults_do_not_override_it() {
     let mut e = python_hello();
-    e.spec.env = vec![sandrun_crds::EnvVar {
-        name: "HOME".into(),
-        value: "/custom".into(),
-    }];
+    e.spec.env = vec![sandrun_crds::EnvVar { name: "HOME".into(), value: "/custom".into() }];
     let pod = job_of(&e).spec.unwrap().template.spec.unwrap();
     let env = pod.containers[0].env.clone().unwrap();
     let home: Vec<_> = env.iter().filter(|v| v.name == "HOME").collect();
@@ -187,10 +126,7 @@ fn runtime_class_and_ttl_follow_the_spec() {
     e.spec.ttl_seconds_after_finished = Some(30);
     let spec = job_of(&e).spec.unwrap();
     assert_eq!(spec.ttl_seconds_after_finished, Some(90));
-    assert_eq!(
-        spec.template.spec.unwrap().runtime_class_name.as_deref(),
-        Some("runc")
-    );
+    assert_eq!(spec.template.spec.unwrap().runtime_class_name.as_deref(), Some("runc"));
 }
 
 #[test]
@@ -201,14 +137,8 @@ fn apply_bodies_carry_api_version_and_kind_and_no_nulls() {
         serde_json::to_value(config_map(&e, "team-a")).unwrap(),
         serde_json::to_value(deny_all_network_policy("team-a")).unwrap(),
     ] {
-        assert!(
-            body["apiVersion"].is_string() && body["kind"].is_string(),
-            "{body}"
-        );
-        assert!(
-            !body.to_string().contains("null"),
-            "null in apply body: {body}"
-        );
+        assert!(body["apiVersion"].is_string() && body["kind"].is_string(), "{body}");
+        assert!(!body.to_string().contains("null"), "null in apply body: {body}");
     }
 }
 
@@ -219,9 +149,6 @@ fn network_policy_denies_everything_for_execution_pods() {
     assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
     assert!(spec.ingress.is_none() && spec.egress.is_none());
     let selector = spec.pod_selector.unwrap().match_labels.unwrap();
-    assert_eq!(
-        selector.get(ROLE_KEY).map(String::as_str),
-        Some(ROLE_EXECUTION)
-    );
+    assert_eq!(selector.get(ROLE_KEY).map(String::as_str), Some(ROLE_EXECUTION));
     assert!(np.metadata.owner_references.is_none());
 }

@@ -3,9 +3,7 @@
 /// Bytes in a memory quantity such as `256Mi`, `1G`, `512000` or `1.5Gi`.
 pub fn memory_bytes(quantity: &str) -> Option<u64> {
     let q = quantity.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
     let (number, suffix) = q.split_at(split);
     let number: f64 = number.parse().ok()?;
     let scale: f64 = match suffix {

@@ -44,20 +44,13 @@ pub async fn reconcile(execution: Arc<Execution>, ctx: Arc<Context>) -> Result<A
     ctx.metrics.reconciles.inc();
     let timer = std::time::Instant::now();
     let result = reconcile_execution(&execution, &ctx).await;
-    ctx.metrics
-        .reconcile_seconds
-        .observe(timer.elapsed().as_secs_f64());
+    ctx.metrics.reconcile_seconds.observe(timer.elapsed().as_secs_f64());
     result
 }
 
 pub fn error_policy(execution: Arc<Execution>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(execution = execution.name_any(), %error, "reconcile failed; retrying");
-    ctx.metrics
-        .failures
-        .get_or_create(&ErrorLabels {
-            error: error.kind().to_owned(),
-        })
-        .inc();
+    ctx.metrics.failures.get_or_create(&ErrorLabels { error: error.kind().to_owned() }).inc();
     Action::requeue(TRANSIENT_RETRY)
 }
 
@@ -78,40 +71,24 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
 
     let child = child_name(&execution.name_any());
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut job = jobs.get_opt(&child).await.map_err(|source| Error::Read {
-        kind: "Job",
-        name: child.clone(),
-        source,
-    })?;
+    let mut job =
+        jobs.get_opt(&child).await.map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?;
     if let Some(existing) = &job {
         if !owned_by(existing, execution) {
             // A same-named Execution's Job still being garbage-collected.
-            info!(
-                job = child,
-                "waiting for a Job this Execution does not own to go away"
-            );
+            info!(job = child, "waiting for a Job this Execution does not own to go away");
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
     } else if previous.job_name.is_none() {
         match create_children(execution, ctx, &namespace, &program).await {
             Ok(created) => job = Some(created),
             Err(Error::Apply { kind, source, .. }) if is_invalid(&source) => {
-                let message = format!(
-                    "the API server rejected the {kind}: {}",
-                    api_message(&source)
-                );
+                let message = format!("the API server rejected the {kind}: {}", api_message(&source));
                 return reject(execution, ctx, &namespace, message, &now).await;
             }
             Err(e) => return Err(e),
         }
-        publish(
-            ctx,
-            execution,
-            EventType::Normal,
-            "JobCreated",
-            format!("created Job {child}"),
-        )
-        .await;
+        publish(ctx, execution, EventType::Normal, "JobCreated", format!("created Job {child}")).await;
         ctx.metrics.jobs_created.inc();
     }
 
@@ -123,12 +100,8 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Some(pod) if run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
         _ => None,
     };
-    let observed = Observed {
-        job: job.as_ref(),
-        pod: pod.as_ref(),
-        frame,
-        job_was_created: previous.job_name.is_some(),
-    };
+    let observed =
+        Observed { job: job.as_ref(), pod: pod.as_ref(), frame, job_was_created: previous.job_name.is_some() };
     let mut next = status::derive(execution, &observed, &now);
     status::fit_to_object_limit(&mut next, spec_bytes(execution));
     if next != previous {
@@ -138,9 +111,8 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
     if !next.is_terminal() {
         return Ok(Action::requeue(IN_FLIGHT_RESYNC));
     }
-    if let Some(job) = job.filter(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0) {
-        // Finished while the pod is still there (a fatal image error):
-        // stop the kubelet retrying for nothing.
+    if let Some(job) = job.filter(|_| status::leaves_stuck_pod(&next)) {
+        // Stop the kubelet retrying an image that will never come.
         delete_job(&jobs, &job.name_any()).await?;
     }
     expire(execution, ctx, &namespace).await
@@ -154,12 +126,7 @@ async fn create_children(
 ) -> Result<Job> {
     apply(ctx, namespace, &objects::deny_all_network_policy(namespace)).await?;
     apply(ctx, namespace, &objects::config_map(execution, namespace)).await?;
-    apply(
-        ctx,
-        namespace,
-        &objects::job(execution, namespace, program, &ctx.config),
-    )
-    .await
+    apply(ctx, namespace, &objects::job(execution, namespace, program, &ctx.config)).await
 }
 
 async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K>
@@ -172,17 +139,9 @@ where
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: type_name::<K>(),
-        name,
-        source,
-    })
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+        .map_err(|source| Error::Apply { kind: type_name::<K>(), name, source })
 }
 
 fn type_name<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -196,9 +155,7 @@ fn type_name<K: Resource<DynamicType = ()>>() -> &'static str {
 
 fn owned_by(job: &Job, execution: &Execution) -> bool {
     let uid = execution.uid();
-    job.owner_references()
-        .iter()
-        .any(|o| Some(&o.uid) == uid.as_ref())
+    job.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
 }
 
 async fn newest_pod(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<Pod>> {
@@ -207,18 +164,12 @@ async fn newest_pod(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<
     };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = format!("batch.kubernetes.io/controller-uid={uid}");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            kind: "Pod",
-            name: selector,
-            source,
-        })?;
-    Ok(list
-        .items
-        .into_iter()
-        .max_by_key(|p| p.creation_timestamp().map(|t| t.0)))
+    let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|source| Error::Read {
+        kind: "Pod",
+        name: selector,
+        source,
+    })?;
+    Ok(list.items.into_iter().max_by_key(|p| p.creation_timestamp().map(|t| t.0)))
 }
 
 fn run_terminated(pod: &Pod) -> bool {
@@ -232,11 +183,8 @@ fn run_terminated(pod: &Pod) -> bool {
 
 async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = LogParams {
-        container: Some(RUN_CONTAINER.to_owned()),
-        limit_bytes: Some(MAX_LOG_BYTES),
-        ..Default::default()
-    };
+    let params =
+        LogParams { container: Some(RUN_CONTAINER.to_owned()), limit_bytes: Some(MAX_LOG_BYTES), ..Default::default() };
     match pods.logs(&pod.name_any(), &params).await {
         Ok(log) => Ok(match parse_frame(&log) {
             Some(Ok(result)) => Frame::Parsed(result),
@@ -244,52 +192,28 @@ async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> 
             None => Frame::Missing,
         }),
         Err(e) if is_not_found(&e) => Ok(Frame::Missing),
-        Err(source) => Err(Error::Read {
-            kind: "pod log",
-            name: pod.name_any(),
-            source,
-        }),
+        Err(source) => Err(Error::Read { kind: "pod log", name: pod.name_any(), source }),
     }
 }
 
 fn spec_bytes(execution: &Execution) -> usize {
-    serde_json::to_vec(&execution.spec)
-        .map(|v| v.len())
-        .unwrap_or(0)
+    serde_json::to_vec(&execution.spec).map(|v| v.len()).unwrap_or(0)
 }
 
-async fn write_status(
-    ctx: &Context,
-    execution: &Execution,
-    namespace: &str,
-    status: &ExecutionStatus,
-) -> Result<()> {
+async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, status: &ExecutionStatus) -> Result<()> {
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
     let body = serde_json::json!({
         "apiVersion": "sandrun.dev/v1alpha1",
         "kind": "Execution",
         "status": status,
     });
-    api.patch_status(
-        &execution.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| Error::WriteStatus {
-        name: execution.name_any(),
-        source,
-    })
+    api.patch_status(&execution.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::WriteStatus { name: execution.name_any(), source })
 }
 
-async fn reject(
-    execution: &Execution,
-    ctx: &Context,
-    namespace: &str,
-    message: String,
-    now: &Time,
-) -> Result<Action> {
+async fn reject(execution: &Execution, ctx: &Context, namespace: &str, message: String, now: &Time) -> Result<Action> {
     let next = status::invalid_spec(execution, message.clone(), now);
     write_status(ctx, execution, namespace, &next).await?;
     publish(ctx, execution, EventType::Warning, "InvalidSpec", message).await;
@@ -299,23 +223,12 @@ async fn reject(
 }
 
 /// Events and metrics for a phase change.
-async fn announce(
-    ctx: &Context,
-    execution: &Execution,
-    previous: &ExecutionStatus,
-    next: &ExecutionStatus,
-) {
+async fn announce(ctx: &Context, execution: &Execution, previous: &ExecutionStatus, next: &ExecutionStatus) {
     if previous.phase == next.phase {
         return;
     }
-    let note = next
-        .message
-        .clone()
-        .unwrap_or_else(|| next.phase.as_str().to_owned());
-    let reason = next
-        .reason
-        .clone()
-        .unwrap_or_else(|| next.phase.as_str().to_owned());
+    let note = next.message.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
+    let reason = next.reason.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
     let type_ = match next.phase {
         Phase::Failed | Phase::TimedOut => EventType::Warning,
         _ => EventType::Normal,
@@ -328,32 +241,15 @@ async fn announce(
 }
 
 fn count_finished(ctx: &Context, status: &ExecutionStatus) {
-    let labels = PhaseLabels {
-        phase: status.phase.as_str().to_owned(),
-        reason: status.reason.clone().unwrap_or_default(),
-    };
+    let labels =
+        PhaseLabels { phase: status.phase.as_str().to_owned(), reason: status.reason.clone().unwrap_or_default() };
     ctx.metrics.finished.get_or_create(&labels).inc();
 }
 
-async fn publish(
-    ctx: &Context,
-    execution: &Execution,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx
-        .recorder
-        .publish(&event, &execution.object_ref(&()))
-        .await
-    {
+async fn publish(ctx: &Context, execution: &Execution, type_: EventType, reason: &str, note: String) {
+    let event =
+        Event { type_, reason: reason.to_owned(), note: Some(note), action: "Reconcile".to_owned(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &execution.object_ref(&())).await {
         // Events are for people; a lost one must not fail the reconcile.
         warn!(%error, reason, "could not publish event");
     }
@@ -361,35 +257,21 @@ async fn publish(
 
 /// Deletes a finished Execution once its `ttlSecondsAfterFinished` has passed.
 async fn expire(execution: &Execution, ctx: &Context, namespace: &str) -> Result<Action> {
-    let (Some(ttl), Some(finished)) = (
-        execution.spec.ttl_seconds_after_finished,
-        execution
-            .status
-            .as_ref()
-            .and_then(|s| s.completion_time.as_ref()),
-    ) else {
+    let (Some(ttl), Some(finished)) =
+        (execution.spec.ttl_seconds_after_finished, execution.status.as_ref().and_then(|s| s.completion_time.as_ref()))
+    else {
         return Ok(Action::await_change());
     };
-    let due = finished
-        .0
-        .saturating_add(SignedDuration::from_secs(i64::from(ttl)))
-        .unwrap_or(finished.0);
+    let due = finished.0.saturating_add(SignedDuration::from_secs(i64::from(ttl))).unwrap_or(finished.0);
     let left = Timestamp::now().duration_until(due);
     if left.is_positive() {
         return Ok(Action::requeue(left.unsigned_abs()));
     }
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
-    match api
-        .delete(&execution.name_any(), &DeleteParams::background())
-        .await
-    {
+    match api.delete(&execution.name_any(), &DeleteParams::background()).await {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if is_not_found(&e) => Ok(Action::await_change()),
-        Err(source) => Err(Error::Delete {
-            kind: "Execution",
-            name: execution.name_any(),
-            source,
-        }),
+        Err(source) => Err(Error::Delete { kind: "Execution", name: execution.name_any(), source }),
     }
 }
 
@@ -397,11 +279,7 @@ async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
     match jobs.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(source) => Err(Error::Delete {
-            kind: "Job",
-            name: name.to_owned(),
-            source,
-        }),
+        Err(source) => Err(Error::Delete { kind: "Job", name: name.to_owned(), source }),
     }
 }
 

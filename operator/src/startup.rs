@@ -19,11 +19,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::Context;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "sandrun-operator",
-    version,
-    about = "Runs each Execution as a gVisor Job"
-)]
+#[command(name = "sandrun-operator", version, about = "Runs each Execution as a gVisor Job")]
 pub struct Args {
     /// YAML file overriding runtime images and commands.
     #[arg(long, env = "SANDRUN_CONFIG")]
@@ -43,8 +39,7 @@ pub struct Args {
 }
 
 pub fn init_logging(json: bool) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
@@ -57,14 +52,8 @@ fn load_config(path: Option<&str>) -> Result<OperatorConfig> {
     let Some(path) = path else {
         return Ok(OperatorConfig::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-        path: path.to_owned(),
-        source,
-    })?;
-    OperatorConfig::from_yaml(&text).map_err(|source| Error::ConfigParse {
-        path: path.to_owned(),
-        source,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
+    OperatorConfig::from_yaml(&text).map_err(|source| Error::ConfigParse { path: path.to_owned(), source })
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -72,10 +61,8 @@ pub async fn run(args: Args) -> Result<()> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.to_owned(),
-        instance: std::env::var("POD_NAME").ok().or_else(hostname),
-    };
+    let reporter =
+        Reporter { controller: FIELD_MANAGER.to_owned(), instance: std::env::var("POD_NAME").ok().or_else(hostname) };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -85,10 +72,7 @@ pub async fn run(args: Args) -> Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
-        .map_err(|source| Error::Serve {
-            addr: args.http_addr.to_string(),
-            source,
-        })?;
+        .map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })?;
     info!(addr = %args.http_addr, namespace = args.namespace.as_deref().unwrap_or("*"), "sandrun-operator starting");
     let app = router(Arc::new(HttpState { registry, client }));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -106,19 +90,14 @@ pub async fn run(args: Args) -> Result<()> {
         let _ = stop_tx.send(true);
     };
     let (served, (), ()) = tokio::join!(server, controller, signals);
-    served.map_err(|source| Error::Serve {
-        addr: args.http_addr.to_string(),
-        source,
-    })
+    served.map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -130,7 +109,5 @@ async fn shutdown_signal() {
 }
 
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned())
 }

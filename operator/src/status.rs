@@ -31,10 +31,9 @@ const OBJECT_BUDGET_BYTES: usize = 1_300_000;
 /// for size (which would leave the Execution stuck).
 pub fn fit_to_object_limit(status: &mut ExecutionStatus, spec_bytes: usize) {
     let per_stream = OBJECT_BUDGET_BYTES.saturating_sub(spec_bytes) / 2;
-    for (text, truncated) in [
-        (&mut status.stdout, &mut status.stdout_truncated),
-        (&mut status.stderr, &mut status.stderr_truncated),
-    ] {
+    for (text, truncated) in
+        [(&mut status.stdout, &mut status.stdout_truncated), (&mut status.stderr, &mut status.stderr_truncated)]
+    {
         if let Some(text) = text.as_mut().filter(|t| t.len() > per_stream) {
             let mut end = per_stream;
             while !text.is_char_boundary(end) {
@@ -44,6 +43,12 @@ pub fn fit_to_object_limit(status: &mut ExecutionStatus, spec_bytes: usize) {
             *truncated = true;
         }
     }
+}
+
+/// Whether this terminal status leaves a pod behind that would otherwise sit
+/// retrying (image errors) until the Job's deadline, so its Job should go.
+pub fn leaves_stuck_pod(status: &ExecutionStatus) -> bool {
+    status.is_terminal() && status.reason.as_deref().is_some_and(|r| FATAL_WAITING.contains(&r))
 }
 
 /// What the runner left in the run container's log.
@@ -70,14 +75,8 @@ pub struct Observed<'a> {
 pub fn derive(execution: &Execution, observed: &Observed, now: &Time) -> ExecutionStatus {
     let previous = execution.status.clone().unwrap_or_default();
     let mut next = progress(execution, observed, now);
-    next.job_name = observed
-        .job
-        .and_then(|j| j.metadata.name.clone())
-        .or(previous.job_name.clone());
-    next.pod_name = observed
-        .pod
-        .and_then(|p| p.metadata.name.clone())
-        .or(previous.pod_name.clone());
+    next.job_name = observed.job.and_then(|j| j.metadata.name.clone()).or(previous.job_name.clone());
+    next.pod_name = observed.pod.and_then(|p| p.metadata.name.clone()).or(previous.pod_name.clone());
     with_conditions(next, &previous, execution.metadata.generation, now)
 }
 
@@ -105,20 +104,12 @@ fn progress(execution: &Execution, observed: &Observed, now: &Time) -> Execution
         }
         return ExecutionStatus::default();
     };
-    let run = observed
-        .pod
-        .and_then(|p| container_state(p, RUN_CONTAINER, false));
+    let run = observed.pod.and_then(|p| container_state(p, RUN_CONTAINER, false));
     if let Some(terminated) = run.as_ref().and_then(|s| s.terminated.as_ref()) {
         return finished(execution, terminated, observed.frame.as_ref(), now);
     }
-    let install = observed
-        .pod
-        .and_then(|p| container_state(p, INSTALL_CONTAINER, true));
-    if let Some(t) = install
-        .as_ref()
-        .and_then(|s| s.terminated.as_ref())
-        .filter(|t| t.exit_code != 0)
-    {
+    let install = observed.pod.and_then(|p| container_state(p, INSTALL_CONTAINER, true));
+    if let Some(t) = install.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
         let message = format!(
             "the runner could not be installed (exit code {}): {}",
             t.exit_code,
@@ -153,28 +144,17 @@ fn pending(pod: Option<&Pod>, state: Option<&ContainerState>) -> ExecutionStatus
     let unschedulable = pod
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-        });
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"));
     if let Some(c) = unschedulable {
         return ExecutionStatus {
-            reason: Some(
-                c.reason
-                    .clone()
-                    .unwrap_or_else(|| reasons::UNSCHEDULABLE.to_owned()),
-            ),
+            reason: Some(c.reason.clone().unwrap_or_else(|| reasons::UNSCHEDULABLE.to_owned())),
             message: c.message.clone(),
             ..Default::default()
         };
     }
     let waiting = state.and_then(|s| s.waiting.as_ref());
     ExecutionStatus {
-        reason: Some(
-            waiting
-                .and_then(|w| w.reason.clone())
-                .unwrap_or_else(|| reasons::CREATED.to_owned()),
-        ),
+        reason: Some(waiting.and_then(|w| w.reason.clone()).unwrap_or_else(|| reasons::CREATED.to_owned())),
         message: waiting.and_then(|w| w.message.clone()),
         ..Default::default()
     }
@@ -186,10 +166,7 @@ fn finished(
     frame: Option<&Frame>,
     now: &Time,
 ) -> ExecutionStatus {
-    let completion = terminated
-        .finished_at
-        .clone()
-        .unwrap_or_else(|| now.clone());
+    let completion = terminated.finished_at.clone().unwrap_or_else(|| now.clone());
     let container_oom = terminated.reason.as_deref() == Some("OOMKilled");
     let memory = execution.spec.memory();
     let base = ExecutionStatus {
@@ -201,22 +178,13 @@ fn finished(
         Some(Frame::Parsed(r)) => r,
         other => {
             let (reason, message) = if container_oom {
-                (
-                    reasons::OOM_KILLED,
-                    format!("the sandbox exceeded its {memory} memory limit"),
-                )
+                (reasons::OOM_KILLED, format!("the sandbox exceeded its {memory} memory limit"))
             } else {
                 let why = match other {
                     Some(Frame::Unreadable(e)) => format!("its result could not be read: {e}"),
                     _ => "it reported no result".to_owned(),
                 };
-                (
-                    reasons::RESULT_MISSING,
-                    format!(
-                        "the runner ended (exit code {}) but {why}",
-                        terminated.exit_code
-                    ),
-                )
+                (reasons::RESULT_MISSING, format!("the runner ended (exit code {}) but {why}", terminated.exit_code))
             };
             return ExecutionStatus {
                 phase: Phase::Failed,
@@ -239,37 +207,18 @@ fn finished(
         (
             Phase::TimedOut,
             reasons::DEADLINE_EXCEEDED,
-            format!(
-                "killed after its {}s timeout",
-                execution.spec.timeout_seconds()
-            ),
+            format!("killed after its {}s timeout", execution.spec.timeout_seconds()),
         )
     } else if oom {
-        (
-            Phase::Failed,
-            reasons::OOM_KILLED,
-            format!("killed for exceeding its {memory} memory limit"),
-        )
+        (Phase::Failed, reasons::OOM_KILLED, format!("killed for exceeding its {memory} memory limit"))
     } else if let Some(error) = &r.error {
         (Phase::Failed, reasons::START_FAILED, error.clone())
     } else if let Some(signal) = r.signal {
-        (
-            Phase::Failed,
-            reasons::SIGNALED,
-            format!("killed by signal {signal}"),
-        )
+        (Phase::Failed, reasons::SIGNALED, format!("killed by signal {signal}"))
     } else if exit_code == Some(0) {
-        (
-            Phase::Succeeded,
-            reasons::COMPLETED,
-            format!("exited with code 0 after {} ms", r.duration_millis),
-        )
+        (Phase::Succeeded, reasons::COMPLETED, format!("exited with code 0 after {} ms", r.duration_millis))
     } else {
-        (
-            Phase::Failed,
-            reasons::NON_ZERO_EXIT,
-            format!("exited with code {}", exit_code.unwrap_or(-1)),
-        )
+        (Phase::Failed, reasons::NON_ZERO_EXIT, format!("exited with code {}", exit_code.unwrap_or(-1)))
     };
     ExecutionStatus {
         phase,
@@ -301,10 +250,7 @@ fn failure_of_job(execution: &Execution, condition: &JobCondition, now: &Time) -
         let allowance = "its timeout plus the start-up allowance";
         let mut s = failed(
             reasons::DEADLINE_EXCEEDED,
-            format!(
-                "the Job passed {allowance} ({}s timeout)",
-                execution.spec.timeout_seconds()
-            ),
+            format!("the Job passed {allowance} ({}s timeout)", execution.spec.timeout_seconds()),
             now,
         );
         s.phase = Phase::TimedOut;
@@ -326,11 +272,7 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
 
 fn container_state(pod: &Pod, name: &str, init: bool) -> Option<ContainerState> {
     let status = pod.status.as_ref()?;
-    let list = if init {
-        status.init_container_statuses.as_ref()
-    } else {
-        status.container_statuses.as_ref()
-    };
+    let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
     list?.iter().find(|c| c.name == name)?.state.clone()
 }
 
@@ -343,52 +285,20 @@ fn with_conditions(
     next.observed_generation = generation;
     let invalid = next.reason.as_deref() == Some(reasons::INVALID_SPEC);
     let accepted = if invalid {
-        (
-            "False",
-            reasons::INVALID_SPEC,
-            next.message.clone().unwrap_or_default(),
-        )
+        ("False", reasons::INVALID_SPEC, next.message.clone().unwrap_or_default())
     } else if next.job_name.is_some() {
-        (
-            "True",
-            reasons::CREATED,
-            "the Job running this Execution exists".to_owned(),
-        )
+        ("True", reasons::CREATED, "the Job running this Execution exists".to_owned())
     } else {
         ("Unknown", "Reconciling", "creating the Job".to_owned())
     };
     let complete = if next.phase.is_terminal() {
-        (
-            "True",
-            next.reason.clone().unwrap_or_default(),
-            next.message.clone().unwrap_or_default(),
-        )
+        ("True", next.reason.clone().unwrap_or_default(), next.message.clone().unwrap_or_default())
     } else {
-        (
-            "False",
-            next.phase.as_str().to_owned(),
-            "the program has not finished".to_owned(),
-        )
+        ("False", next.phase.as_str().to_owned(), "the program has not finished".to_owned())
     };
     next.conditions = vec![
-        condition(
-            previous,
-            condition_types::ACCEPTED,
-            accepted.0,
-            accepted.1,
-            accepted.2,
-            generation,
-            now,
-        ),
-        condition(
-            previous,
-            condition_types::COMPLETE,
-            complete.0,
-            &complete.1,
-            complete.2,
-            generation,
-            now,
-        ),
+        condition(previous, condition_types::ACCEPTED, accepted.0, accepted.1, accepted.2, generation, now),
+        condition(previous, condition_types::COMPLETE, complete.0, &complete.1, complete.2, generation, now),
     ];
     next
 }

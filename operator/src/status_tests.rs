@@ -4,22 +4,9 @@ use sandrun_crds::{ExecutionSpec, Limits};
 use serde_json::json;
 
 /// name, pod, frame, expected phase, reason, exit code
-type RunCase = (
-    &'static str,
-    Pod,
-    Option<Frame>,
-    Phase,
-    &'static str,
-    Option<i32>,
-);
+type RunCase = (&'static str, Pod, Option<Frame>, Phase, &'static str, Option<i32>);
 /// name, job, pod, expected phase, reason
-type StateCase<'a> = (
-    &'static str,
-    Option<&'a Job>,
-    Option<&'a Pod>,
-    Phase,
-    &'static str,
-);
+type StateCase<'a> = (&'static str, Option<&'a Job>, Option<&'a Pod>, Phase, &'static str);
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
@@ -29,11 +16,7 @@ fn execution() -> Execution {
     let mut e = Execution::new(
         "hello",
         ExecutionSpec {
-            limits: Limits {
-                timeout_seconds: Some(2),
-                memory: Some("64Mi".into()),
-                ..Default::default()
-            },
+            limits: Limits { timeout_seconds: Some(2), memory: Some("64Mi".into()), ..Default::default() },
             ..Default::default()
         },
     );
@@ -42,23 +25,18 @@ fn execution() -> Execution {
 }
 
 fn job(conditions: serde_json::Value) -> Job {
-    serde_json::from_value(
-        json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}),
-    )
-    .unwrap()
-}
-
-fn pod(status: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status}))
+    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}))
         .unwrap()
 }
 
+fn pod(status: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status})).unwrap()
+}
+
 fn run_terminated(exit_code: i32, reason: &str) -> Pod {
-    pod(
-        json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+    pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": reason,
-            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}),
-    )
+            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
 }
 
 fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
@@ -74,30 +52,14 @@ fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
 }
 
 fn derive_with(job: Option<&Job>, pod: Option<&Pod>, frame: Option<Frame>) -> ExecutionStatus {
-    derive(
-        &execution(),
-        &Observed {
-            job,
-            pod,
-            frame,
-            job_was_created: true,
-        },
-        &now(),
-    )
+    derive(&execution(), &Observed { job, pod, frame, job_was_created: true }, &now())
 }
 
 #[test]
 fn table_of_terminated_runs() {
     let j = job(json!([]));
     let cases: Vec<RunCase> = vec![
-        (
-            "exit 0",
-            run_terminated(0, "Completed"),
-            frame(|_| {}),
-            Phase::Succeeded,
-            reasons::COMPLETED,
-            Some(0),
-        ),
+        ("exit 0", run_terminated(0, "Completed"), frame(|_| {}), Phase::Succeeded, reasons::COMPLETED, Some(0)),
         (
             "exit 3",
             run_terminated(0, "Completed"),
@@ -216,17 +178,10 @@ fn table_of_terminated_runs() {
     ];
     for (name, p, f, phase, reason, exit) in cases {
         let s = derive_with(Some(&j), Some(&p), f);
-        assert_eq!(
-            (s.phase, s.reason.as_deref(), s.exit_code),
-            (phase, Some(reason), exit),
-            "case {name}"
-        );
-        assert_eq!(
-            s.condition(condition_types::COMPLETE).unwrap().status,
-            "True",
-            "case {name}"
-        );
+        assert_eq!((s.phase, s.reason.as_deref(), s.exit_code), (phase, Some(reason), exit), "case {name}");
+        assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True", "case {name}");
         assert!(s.completion_time.is_some(), "case {name}");
+        assert!(!leaves_stuck_pod(&s), "case {name}: a finished pod needs no cleanup");
     }
 }
 
@@ -241,19 +196,10 @@ fn a_finished_run_carries_streams_timing_and_names() {
             r.peak_memory_bytes = Some(1 << 20);
         }),
     );
-    assert_eq!(
-        (s.stdout.as_deref(), s.stderr.as_deref()),
-        (Some("out"), Some("err"))
-    );
+    assert_eq!((s.stdout.as_deref(), s.stderr.as_deref()), (Some("out"), Some("err")));
     assert!(s.stdout_truncated && !s.stderr_truncated);
-    assert_eq!(
-        (s.duration_millis, s.peak_memory_bytes),
-        (Some(12), Some(1 << 20))
-    );
-    assert_eq!(
-        (s.job_name.as_deref(), s.pod_name.as_deref()),
-        (Some("sandrun-hello"), Some("sandrun-hello-x1"))
-    );
+    assert_eq!((s.duration_millis, s.peak_memory_bytes), (Some(12), Some(1 << 20)));
+    assert_eq!((s.job_name.as_deref(), s.pod_name.as_deref()), (Some("sandrun-hello"), Some("sandrun-hello-x1")));
     assert_eq!(s.start_time.unwrap().0.to_string(), "2027-01-15T08:00:00Z");
     assert_eq!(s.observed_generation, Some(1));
 }
@@ -262,15 +208,9 @@ fn a_finished_run_carries_streams_timing_and_names() {
 fn table_of_unfinished_states() {
     let j = job(json!([]));
     let waiting = |container: &str, init: bool, reason: &str| {
-        let key = if init {
-            "initContainerStatuses"
-        } else {
-            "containerStatuses"
-        };
-        pod(
-            json!({key: [{"name": container, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": reason, "message": "details"}}}]}),
-        )
+        let key = if init { "initContainerStatuses" } else { "containerStatuses" };
+        pod(json!({key: [{"name": container, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": "details"}}}]}))
     };
     let running = pod(
         json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
@@ -294,90 +234,22 @@ fn table_of_unfinished_states() {
     let bad_image = waiting("run", false, "ErrImageNeverPull");
     let bad_runner = waiting("install-runner", true, "ImagePullBackOff");
     let cases: Vec<StateCase> = vec![
-        (
-            "job, no pod yet",
-            Some(&j),
-            None,
-            Phase::Pending,
-            reasons::CREATED,
-        ),
-        (
-            "creating",
-            Some(&j),
-            Some(&creating),
-            Phase::Pending,
-            "ContainerCreating",
-        ),
-        (
-            "unschedulable",
-            Some(&j),
-            Some(&unschedulable),
-            Phase::Pending,
-            reasons::UNSCHEDULABLE,
-        ),
-        (
-            "running",
-            Some(&j),
-            Some(&running),
-            Phase::Running,
-            reasons::STARTED,
-        ),
-        (
-            "bad image",
-            Some(&j),
-            Some(&bad_image),
-            Phase::Failed,
-            "ErrImageNeverPull",
-        ),
-        (
-            "bad runner image",
-            Some(&j),
-            Some(&bad_runner),
-            Phase::Failed,
-            "ImagePullBackOff",
-        ),
-        (
-            "install failed",
-            Some(&j),
-            Some(&install_failed),
-            Phase::Failed,
-            reasons::RUNNER_FAILED,
-        ),
-        (
-            "job deadline",
-            Some(&deadline),
-            None,
-            Phase::TimedOut,
-            reasons::DEADLINE_EXCEEDED,
-        ),
-        (
-            "job failed",
-            Some(&backoff),
-            None,
-            Phase::Failed,
-            reasons::JOB_FAILED,
-        ),
-        (
-            "job deleted",
-            None,
-            None,
-            Phase::Failed,
-            reasons::JOB_DELETED,
-        ),
+        ("job, no pod yet", Some(&j), None, Phase::Pending, reasons::CREATED),
+        ("creating", Some(&j), Some(&creating), Phase::Pending, "ContainerCreating"),
+        ("unschedulable", Some(&j), Some(&unschedulable), Phase::Pending, reasons::UNSCHEDULABLE),
+        ("running", Some(&j), Some(&running), Phase::Running, reasons::STARTED),
+        ("bad image", Some(&j), Some(&bad_image), Phase::Failed, "ErrImageNeverPull"),
+        ("bad runner image", Some(&j), Some(&bad_runner), Phase::Failed, "ImagePullBackOff"),
+        ("install failed", Some(&j), Some(&install_failed), Phase::Failed, reasons::RUNNER_FAILED),
+        ("job deadline", Some(&deadline), None, Phase::TimedOut, reasons::DEADLINE_EXCEEDED),
+        ("job failed", Some(&backoff), None, Phase::Failed, reasons::JOB_FAILED),
+        ("job deleted", None, None, Phase::Failed, reasons::JOB_DELETED),
     ];
     for (name, job, pod, phase, reason) in cases {
         let s = derive_with(job, pod, None);
-        assert_eq!(
-            (s.phase, s.reason.as_deref()),
-            (phase, Some(reason)),
-            "case {name}"
-        );
+        assert_eq!((s.phase, s.reason.as_deref()), (phase, Some(reason)), "case {name}");
         let complete = s.condition(condition_types::COMPLETE).unwrap();
-        assert_eq!(
-            complete.status == "True",
-            phase.is_terminal(),
-            "case {name}"
-        );
+        assert_eq!(complete.status == "True", phase.is_terminal(), "case {name}");
     }
 }
 
@@ -385,34 +257,17 @@ fn table_of_unfinished_states() {
 fn nothing_created_yet_is_pending_and_not_accepted() {
     let s = derive(&execution(), &Observed::default(), &now());
     assert_eq!(s.phase, Phase::Pending);
-    assert_eq!(
-        s.condition(condition_types::ACCEPTED).unwrap().status,
-        "Unknown"
-    );
+    assert_eq!(s.condition(condition_types::ACCEPTED).unwrap().status, "Unknown");
 }
 
 #[test]
 fn an_unchanged_status_compares_equal_so_no_patch_is_sent() {
     let j = job(json!([]));
     let mut e = execution();
-    let first = derive(
-        &e,
-        &Observed {
-            job: Some(&j),
-            ..Default::default()
-        },
-        &now(),
-    );
+    let first = derive(&e, &Observed { job: Some(&j), ..Default::default() }, &now());
     e.status = Some(first.clone());
     let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
-    let second = derive(
-        &e,
-        &Observed {
-            job: Some(&j),
-            ..Default::default()
-        },
-        &later,
-    );
+    let second = derive(&e, &Observed { job: Some(&j), ..Default::default() }, &later);
     assert_eq!(first, second);
 }
 
@@ -420,14 +275,7 @@ fn an_unchanged_status_compares_equal_so_no_patch_is_sent() {
 fn transition_time_moves_only_when_a_condition_flips() {
     let j = job(json!([]));
     let mut e = execution();
-    e.status = Some(derive(
-        &e,
-        &Observed {
-            job: Some(&j),
-            ..Default::default()
-        },
-        &now(),
-    ));
+    e.status = Some(derive(&e, &Observed { job: Some(&j), ..Default::default() }, &now()));
     let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
     let done = derive(
         &e,
@@ -439,60 +287,28 @@ fn transition_time_moves_only_when_a_condition_flips() {
         },
         &later,
     );
-    assert_eq!(
-        done.condition(condition_types::ACCEPTED)
-            .unwrap()
-            .last_transition_time,
-        now()
-    );
-    assert_eq!(
-        done.condition(condition_types::COMPLETE)
-            .unwrap()
-            .last_transition_time,
-        later
-    );
+    assert_eq!(done.condition(condition_types::ACCEPTED).unwrap().last_transition_time, now());
+    assert_eq!(done.condition(condition_types::COMPLETE).unwrap().last_transition_time, later);
 }
 
 #[test]
 fn invalid_spec_is_terminal_and_not_accepted() {
     let s = invalid_spec(&execution(), "no runtime".into(), &now());
-    assert_eq!(
-        (s.phase, s.reason.as_deref()),
-        (Phase::Failed, Some(reasons::INVALID_SPEC))
-    );
-    assert_eq!(
-        s.condition(condition_types::ACCEPTED).unwrap().status,
-        "False"
-    );
-    assert_eq!(
-        s.condition(condition_types::COMPLETE).unwrap().status,
-        "True"
-    );
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some(reasons::INVALID_SPEC)));
+    assert_eq!(s.condition(condition_types::ACCEPTED).unwrap().status, "False");
+    assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True");
 }
 
 #[test]
 fn streams_shrink_to_fit_beside_a_large_spec() {
-    let mut s = ExecutionStatus {
-        stdout: Some("é".repeat(200_000)),
-        stderr: Some("small".into()),
-        ..Default::default()
-    };
+    let mut s =
+        ExecutionStatus { stdout: Some("é".repeat(200_000)), stderr: Some("small".into()), ..Default::default() };
     fit_to_object_limit(&mut s, 1_000_000);
     let stdout = s.stdout.unwrap();
-    assert!(
-        stdout.len() <= 150_000 && stdout.len() > 149_000,
-        "{}",
-        stdout.len()
-    );
+    assert!(stdout.len() <= 150_000 && stdout.len() > 149_000, "{}", stdout.len());
     assert!(s.stdout_truncated);
-    assert_eq!(
-        (s.stderr.as_deref(), s.stderr_truncated),
-        (Some("small"), false)
-    );
-    let mut untouched = ExecutionStatus {
-        stdout: Some("x".repeat(262_144)),
-        ..Default::default()
-    };
+    assert_eq!((s.stderr.as_deref(), s.stderr_truncated), (Some("small"), false));
+    let mut untouched = ExecutionStatus { stdout: Some("x".repeat(262_144)), ..Default::default() };
     fit_to_object_limit(&mut untouched, 10_000);
     assert!(!untouched.stdout_truncated);
 }

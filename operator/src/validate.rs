@@ -4,12 +4,17 @@
 use sandrun_crds::{ExecutionSpec, MAX_SOURCE_FILES};
 
 use crate::config::{OperatorConfig, ENTRY_PLACEHOLDER};
+use crate::quantity::memory_bytes;
 
 /// What to run: image and full argv, after language defaults are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub image: String,
     pub argv: Vec<String>,
+    /// The user's memory limit, which the runner enforces.
+    pub memory_limit_bytes: u64,
+    /// The container's limit: the user's plus the sandbox overhead.
+    pub container_memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -28,50 +33,53 @@ pub enum SpecError {
     TooManyFiles(usize),
     #[error("source path {0:?} must be relative, without empty, '.' or '..' segments")]
     BadPath(String),
+    #[error("memory {0:?} is not a quantity this operator understands (use e.g. 256Mi)")]
+    BadMemory(String),
 }
 
 pub fn program(spec: &ExecutionSpec, config: &OperatorConfig) -> Result<Program, SpecError> {
-    if let Some(source) = &spec.source {
-        if source.files.len() > MAX_SOURCE_FILES {
-            return Err(SpecError::TooManyFiles(source.files.len()));
-        }
-        if let Some(bad) = source.files.iter().find(|f| !safe_path(&f.path)) {
-            return Err(SpecError::BadPath(bad.path.clone()));
-        }
-        if let Some(entry) = &source.entry {
-            if !source.files.iter().any(|f| &f.path == entry) {
-                return Err(SpecError::UnknownEntry(entry.clone()));
-            }
-        }
-    }
-    let mut argv = match (&spec.language, &spec.image) {
+    check_source(spec)?;
+    let memory_limit_bytes =
+        memory_bytes(spec.memory()).ok_or_else(|| SpecError::BadMemory(spec.memory().to_owned()))?;
+    let overhead = memory_bytes(&config.sandbox_memory_overhead).unwrap_or(0);
+    let (image, argv) = match (&spec.language, &spec.image) {
         (Some(language), None) => {
-            let runtime = config
-                .runtimes
-                .get(language)
-                .ok_or(SpecError::NoRuntime(language.as_str()))?;
+            let runtime = config.runtimes.get(language).ok_or(SpecError::NoRuntime(language.as_str()))?;
             let entry = spec.entry().ok_or(SpecError::NoSource)?;
-            let argv = runtime
-                .command
-                .iter()
-                .map(|arg| arg.replace(ENTRY_PLACEHOLDER, entry))
-                .collect();
-            return Ok(Program {
-                image: runtime.image.clone(),
-                argv: with_args(argv, &spec.args),
-            });
+            let argv = runtime.command.iter().map(|arg| arg.replace(ENTRY_PLACEHOLDER, entry)).collect();
+            (runtime.image.clone(), argv)
         }
-        (None, Some(_)) => spec.command.clone().unwrap_or_default(),
+        (None, Some(image)) => {
+            let argv = spec.command.clone().unwrap_or_default();
+            if argv.is_empty() {
+                return Err(SpecError::ImageWithoutCommand);
+            }
+            (image.clone(), argv)
+        }
         _ => return Err(SpecError::LanguageOrImage),
     };
-    if argv.is_empty() {
-        return Err(SpecError::ImageWithoutCommand);
-    }
-    argv = with_args(argv, &spec.args);
     Ok(Program {
-        image: spec.image.clone().unwrap_or_default(),
-        argv,
+        image,
+        argv: with_args(argv, &spec.args),
+        memory_limit_bytes,
+        container_memory_bytes: memory_limit_bytes.saturating_add(overhead),
     })
+}
+
+fn check_source(spec: &ExecutionSpec) -> Result<(), SpecError> {
+    let Some(source) = &spec.source else {
+        return Ok(());
+    };
+    if source.files.len() > MAX_SOURCE_FILES {
+        return Err(SpecError::TooManyFiles(source.files.len()));
+    }
+    if let Some(bad) = source.files.iter().find(|f| !safe_path(&f.path)) {
+        return Err(SpecError::BadPath(bad.path.clone()));
+    }
+    match &source.entry {
+        Some(entry) if !source.files.iter().any(|f| &f.path == entry) => Err(SpecError::UnknownEntry(entry.clone())),
+        _ => Ok(()),
+    }
 }
 
 fn with_args(mut argv: Vec<String>, args: &[String]) -> Vec<String> {
@@ -82,9 +90,7 @@ fn with_args(mut argv: Vec<String>, args: &[String]) -> Vec<String> {
 fn safe_path(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
-        && path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 #[cfg(test)]
@@ -93,19 +99,13 @@ mod tests {
     use sandrun_crds::{Language, Source, SourceFile};
 
     fn file(path: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            content: "x".into(),
-        }
+        SourceFile { path: path.into(), content: "x".into() }
     }
 
     fn python(files: Vec<SourceFile>, entry: Option<&str>) -> ExecutionSpec {
         ExecutionSpec {
             language: Some(Language::Python),
-            source: Some(Source {
-                files,
-                entry: entry.map(Into::into),
-            }),
+            source: Some(Source { files, entry: entry.map(Into::into) }),
             args: vec!["--flag".into()],
             ..Default::default()
         }
@@ -113,22 +113,17 @@ mod tests {
 
     #[test]
     fn language_maps_to_runtime_image_and_entry() {
-        let p = program(
-            &python(vec![file("lib.py"), file("main.py")], Some("main.py")),
-            &OperatorConfig::default(),
-        )
-        .unwrap();
+        let p = program(&python(vec![file("lib.py"), file("main.py")], Some("main.py")), &OperatorConfig::default())
+            .unwrap();
         assert_eq!(p.image, "localhost/sandrun-python:bookworm");
         assert_eq!(p.argv, ["python3", "main.py", "--flag"]);
+        assert_eq!(p.memory_limit_bytes, 256 << 20);
+        assert_eq!(p.container_memory_bytes, (256 + 96) << 20);
     }
 
     #[test]
     fn entry_defaults_to_the_first_file() {
-        let p = program(
-            &python(vec![file("a.py"), file("b.py")], None),
-            &OperatorConfig::default(),
-        )
-        .unwrap();
+        let p = program(&python(vec![file("a.py"), file("b.py")], None), &OperatorConfig::default()).unwrap();
         assert_eq!(p.argv[1], "a.py");
     }
 
@@ -140,10 +135,7 @@ mod tests {
             ..Default::default()
         };
         let p = program(&spec, &OperatorConfig::default()).unwrap();
-        assert_eq!(
-            (p.image.as_str(), p.argv),
-            ("busybox:1", vec!["echo".to_owned(), "hi".to_owned()])
-        );
+        assert_eq!((p.image.as_str(), p.argv), ("busybox:1", vec!["echo".to_owned(), "hi".to_owned()]));
     }
 
     #[test]
@@ -156,33 +148,19 @@ mod tests {
             ..Default::default()
         };
         let cases: Vec<(ExecutionSpec, OperatorConfig, SpecError)> = vec![
+            (ExecutionSpec::default(), OperatorConfig::default(), SpecError::LanguageOrImage),
             (
-                ExecutionSpec::default(),
+                ExecutionSpec { language: Some(Language::Bash), image: Some("x".into()), ..Default::default() },
                 OperatorConfig::default(),
                 SpecError::LanguageOrImage,
             ),
             (
-                ExecutionSpec {
-                    language: Some(Language::Bash),
-                    image: Some("x".into()),
-                    ..Default::default()
-                },
-                OperatorConfig::default(),
-                SpecError::LanguageOrImage,
-            ),
-            (
-                ExecutionSpec {
-                    image: Some("x".into()),
-                    ..Default::default()
-                },
+                ExecutionSpec { image: Some("x".into()), ..Default::default() },
                 OperatorConfig::default(),
                 SpecError::ImageWithoutCommand,
             ),
             (
-                ExecutionSpec {
-                    language: Some(Language::Python),
-                    ..Default::default()
-                },
+                ExecutionSpec { language: Some(Language::Python), ..Default::default() },
                 OperatorConfig::default(),
                 SpecError::NoSource,
             ),
@@ -196,22 +174,22 @@ mod tests {
                 OperatorConfig::default(),
                 SpecError::BadPath("../etc/passwd".into()),
             ),
-            (
-                python(vec![file("/abs.py")], None),
-                OperatorConfig::default(),
-                SpecError::BadPath("/abs.py".into()),
-            ),
-            (
-                python(vec![file("a//b.py")], None),
-                OperatorConfig::default(),
-                SpecError::BadPath("a//b.py".into()),
-            ),
+            (python(vec![file("/abs.py")], None), OperatorConfig::default(), SpecError::BadPath("/abs.py".into())),
+            (python(vec![file("a//b.py")], None), OperatorConfig::default(), SpecError::BadPath("a//b.py".into())),
             (
                 python((0..33).map(|i| file(&format!("f{i}.py"))).collect(), None),
                 OperatorConfig::default(),
                 SpecError::TooManyFiles(33),
             ),
             (node, no_runtime, SpecError::NoRuntime("node")),
+            (
+                ExecutionSpec {
+                    limits: sandrun_crds::Limits { memory: Some("1e9".into()), ..Default::default() },
+                    ..python(vec![file("a.py")], None)
+                },
+                OperatorConfig::default(),
+                SpecError::BadMemory("1e9".into()),
+            ),
         ];
         for (spec, config, want) in cases {
             assert_eq!(program(&spec, &config), Err(want.clone()), "want {want}");

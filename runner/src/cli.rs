@@ -9,7 +9,7 @@ use crate::run::RunConfig;
 pub const USAGE: &str = "usage:
   sandrun-runner install DIR
       copy this binary into DIR (run by the init container)
-  sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--stdin FILE]
+  sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--memory-limit-bytes N] [--stdin FILE]
                      [--source DIR] [--workdir DIR] -- COMMAND [ARG...]
       run COMMAND and print one result frame";
 
@@ -60,12 +60,11 @@ fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
             }
             return Ok(config);
         }
-        let value = it
-            .next()
-            .ok_or_else(|| CliError::MissingValue(flag.clone()))?;
+        let value = it.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?;
         match flag.as_str() {
             "--timeout-ms" => config.timeout = Duration::from_millis(number(flag, value)?),
             "--max-output-bytes" => config.max_output_bytes = number(flag, value)? as usize,
+            "--memory-limit-bytes" => config.memory_limit_bytes = number(flag, value)?,
             "--stdin" => config.stdin = Some(value.into()),
             "--source" => config.source = Some(value.into()),
             "--workdir" => config.workdir = Some(value.into()),
@@ -76,10 +75,7 @@ fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
 }
 
 fn number(flag: &str, value: &str) -> Result<u64, CliError> {
-    value.parse().map_err(|_| CliError::NotANumber {
-        flag: flag.to_owned(),
-        value: value.to_owned(),
-    })
+    value.parse().map_err(|_| CliError::NotANumber { flag: flag.to_owned(), value: value.to_owned() })
 }
 
 #[cfg(test)]
@@ -93,14 +89,13 @@ mod tests {
     #[test]
     fn parses_a_full_run() {
         let cmd = parse(&args(
-            "run --timeout-ms 2000 --max-output-bytes 10 --stdin /in --source /src --workdir /w -- python3 main.py -v",
+            "run --timeout-ms 2000 --max-output-bytes 10 --memory-limit-bytes 99 --stdin /in --source /src --workdir /w -- python3 main.py -v",
         ))
         .unwrap();
-        let Command::Run(c) = cmd else {
-            panic!("not run")
-        };
+        let Command::Run(c) = cmd else { panic!("not run") };
         assert_eq!(c.timeout, Duration::from_secs(2));
         assert_eq!(c.max_output_bytes, 10);
+        assert_eq!(c.memory_limit_bytes, 99);
         assert_eq!(c.stdin, Some("/in".into()));
         assert_eq!(c.source, Some("/src".into()));
         assert_eq!(c.workdir, Some("/w".into()));
@@ -113,21 +108,9 @@ mod tests {
             ("", CliError::MissingSubcommand),
             ("explode", CliError::UnknownSubcommand("explode".into())),
             ("install", CliError::InstallDir),
-            (
-                "run --timeout-ms",
-                CliError::MissingValue("--timeout-ms".into()),
-            ),
-            (
-                "run --timeout-ms soon -- x",
-                CliError::NotANumber {
-                    flag: "--timeout-ms".into(),
-                    value: "soon".into(),
-                },
-            ),
-            (
-                "run --color red -- x",
-                CliError::UnknownFlag("--color".into()),
-            ),
+            ("run --timeout-ms", CliError::MissingValue("--timeout-ms".into())),
+            ("run --timeout-ms soon -- x", CliError::NotANumber { flag: "--timeout-ms".into(), value: "soon".into() }),
+            ("run --color red -- x", CliError::UnknownFlag("--color".into())),
             ("run --", CliError::MissingCommand),
             ("run --stdin /x", CliError::MissingCommand),
         ];
@@ -138,11 +121,6 @@ mod tests {
 
     #[test]
     fn install_takes_a_directory() {
-        assert_eq!(
-            parse(&args("install /sandrun/bin")),
-            Ok(Command::Install {
-                dir: "/sandrun/bin".into()
-            })
-        );
+        assert_eq!(parse(&args("install /sandrun/bin")), Ok(Command::Install { dir: "/sandrun/bin".into() }));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod memory;
 pub mod protocol;
 pub mod run;
 

@@ -11,11 +11,7 @@ fn main() -> ExitCode {
         Ok(Command::Run(config)) => {
             let frame = run(&config).to_frame();
             let mut stdout = std::io::stdout().lock();
-            if stdout
-                .write_all(frame.as_bytes())
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
+            if stdout.write_all(frame.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                 return ExitCode::from(70);
             }
             // The program's own exit code lives in the frame; the container

@@ -44,10 +44,7 @@ impl RunResult {
 
 /// Finds the last result frame in a container log.
 pub fn parse_frame(log: &str) -> Option<Result<RunResult, serde_json::Error>> {
-    log.lines()
-        .rev()
-        .find_map(|line| line.strip_prefix(FRAME_PREFIX))
-        .map(serde_json::from_str)
+    log.lines().rev().find_map(|line| line.strip_prefix(FRAME_PREFIX)).map(serde_json::from_str)
 }
 
 #[cfg(test)]
@@ -64,32 +61,20 @@ mod tests {
             ..Default::default()
         };
         let log = format!("some warning from the runtime\n{}", result.to_frame());
-        let parsed = parse_frame(&log)
-            .expect("frame present")
-            .expect("frame parses");
+        let parsed = parse_frame(&log).expect("frame present").expect("frame parses");
         assert_eq!(parsed, result);
     }
 
     #[test]
     fn missing_frame_is_none_and_garbage_is_an_error() {
         assert!(parse_frame("no frame here\n").is_none());
-        assert!(parse_frame("SANDRUN-RESULT-V1 {not json\n")
-            .expect("prefix found")
-            .is_err());
+        assert!(parse_frame("SANDRUN-RESULT-V1 {not json\n").expect("prefix found").is_err());
     }
 
     #[test]
     fn last_frame_wins() {
-        let first = RunResult {
-            exit_code: Some(1),
-            ..Default::default()
-        }
-        .to_frame();
-        let second = RunResult {
-            exit_code: Some(2),
-            ..Default::default()
-        }
-        .to_frame();
+        let first = RunResult { exit_code: Some(1), ..Default::default() }.to_frame();
+        let second = RunResult { exit_code: Some(2), ..Default::default() }.to_frame();
         let parsed = parse_frame(&format!("{first}{second}")).and_then(Result::ok);
         assert_eq!(parsed.and_then(|r| r.exit_code), Some(2));
     }

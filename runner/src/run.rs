@@ -9,16 +9,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::capture::{drain, to_text, SharedCapture};
+use crate::memory::session_rss_bytes;
 use crate::protocol::RunResult;
 
 /// How long to wait for the output pipes to close after the program is gone.
 /// A daemonized grandchild may hold them open; its output is not waited for.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// How often the program is checked for exit, deadline and memory.
+const POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     pub timeout: Duration,
     pub max_output_bytes: usize,
+    /// Kill the program when its session's resident memory passes this (0: off).
+    pub memory_limit_bytes: u64,
     pub stdin: Option<PathBuf>,
     pub source: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
@@ -30,6 +35,7 @@ impl Default for RunConfig {
         Self {
             timeout: Duration::from_secs(30),
             max_output_bytes: 64 * 1024,
+            memory_limit_bytes: 0,
             stdin: None,
             source: None,
             workdir: None,
@@ -41,18 +47,13 @@ impl Default for RunConfig {
 pub fn run(config: &RunConfig) -> RunResult {
     if let (Some(source), Some(workdir)) = (&config.source, &config.workdir) {
         if let Err(e) = copy_tree(source, workdir) {
-            return failed_to_start(format!(
-                "could not copy source files into {}: {e}",
-                workdir.display()
-            ));
+            return failed_to_start(format!("could not copy source files into {}: {e}", workdir.display()));
         }
     }
     let stdin = match &config.stdin {
         Some(path) if path.exists() => match File::open(path) {
             Ok(f) => Stdio::from(f),
-            Err(e) => {
-                return failed_to_start(format!("could not open stdin {}: {e}", path.display()))
-            }
+            Err(e) => return failed_to_start(format!("could not open stdin {}: {e}", path.display())),
         },
         _ => Stdio::null(),
     };
@@ -60,11 +61,7 @@ pub fn run(config: &RunConfig) -> RunResult {
         return failed_to_start("no command".to_owned());
     };
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(dir) = &config.workdir {
         command.current_dir(dir);
     }
@@ -89,7 +86,7 @@ pub fn run(config: &RunConfig) -> RunResult {
     let (stdout, stdout_done) = spawn_drain(child.stdout.take(), cap);
     let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
 
-    let (status, timed_out) = wait_with_deadline(&mut child, config.timeout);
+    let outcome = supervise(&mut child, config.timeout, config.memory_limit_bytes);
     let duration = started.elapsed();
     kill_group(child.id());
     let pipes_deadline = Instant::now() + PIPE_GRACE;
@@ -98,14 +95,16 @@ pub fn run(config: &RunConfig) -> RunResult {
     }
 
     let mut result = RunResult {
-        exit_code: status.and_then(|s| s.code()),
-        signal: status.and_then(|s| s.signal()),
-        timed_out,
+        exit_code: outcome.status.and_then(|s| s.code()),
+        signal: outcome.status.and_then(|s| s.signal()),
+        timed_out: outcome.timed_out,
         duration_millis: duration.as_millis() as u64,
-        peak_memory_bytes: peak_child_rss(),
-        oom_killed: oom_before
-            .zip(oom_kill_count())
-            .map(|(before, after)| after > before),
+        peak_memory_bytes: peak_child_rss().max(Some(outcome.peak_rss)).filter(|b| *b > 0),
+        oom_killed: if outcome.over_memory {
+            Some(true)
+        } else {
+            oom_before.zip(oom_kill_count()).map(|(before, after)| after > before)
+        },
         ..Default::default()
     };
     if let Ok(c) = stdout.lock() {
@@ -116,7 +115,7 @@ pub fn run(config: &RunConfig) -> RunResult {
         (result.stderr, result.stderr_truncated) = to_text(&c, cap);
         result.stderr_bytes = c.total;
     }
-    if status.is_none() {
+    if outcome.status.is_none() {
         result.error = Some("lost track of the program (wait failed)".to_owned());
     }
     result
@@ -133,10 +132,7 @@ fn failed_to_start(message: String) -> RunResult {
     }
 }
 
-fn spawn_drain(
-    pipe: Option<impl std::io::Read + Send + 'static>,
-    cap: usize,
-) -> (SharedCapture, mpsc::Receiver<()>) {
+fn spawn_drain(pipe: Option<impl std::io::Read + Send + 'static>, cap: usize) -> (SharedCapture, mpsc::Receiver<()>) {
     let shared = SharedCapture::default();
     let (done_tx, done_rx) = mpsc::channel();
     if let Some(pipe) = pipe {
@@ -149,22 +145,41 @@ fn spawn_drain(
     (shared, done_rx)
 }
 
-/// Waits for the program; at the deadline kills its whole process group.
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> (Option<ExitStatus>, bool) {
+struct Outcome {
+    status: Option<ExitStatus>,
+    timed_out: bool,
+    over_memory: bool,
+    /// Largest session resident size sampled.
+    peak_rss: u64,
+}
+
+/// Waits for the program; kills its whole session at the deadline or when
+/// it passes its memory limit.
+fn supervise(child: &mut Child, timeout: Duration, memory_limit: u64) -> Outcome {
     let deadline = Instant::now() + timeout;
+    let mut outcome = Outcome { status: None, timed_out: false, over_memory: false, peak_rss: 0 };
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return (Some(status), false),
+            Ok(Some(status)) => {
+                outcome.status = Some(status);
+                return outcome;
+            }
             Ok(None) => {}
-            Err(_) => return (None, false),
+            Err(_) => return outcome,
+        }
+        if memory_limit > 0 {
+            let rss = session_rss_bytes(child.id());
+            outcome.peak_rss = outcome.peak_rss.max(rss);
+            outcome.over_memory = rss > memory_limit;
         }
         let now = Instant::now();
-        if now >= deadline {
+        outcome.timed_out = now >= deadline;
+        if outcome.timed_out || outcome.over_memory {
             kill_group(child.id());
-            return (child.wait().ok(), true);
+            outcome.status = child.wait().ok();
+            return outcome;
         }
-        // Short sleeps keep the deadline sharp without a reaper thread.
-        thread::sleep((deadline - now).min(Duration::from_millis(10)));
+        thread::sleep((deadline - now).min(POLL));
     }
 }
 
@@ -184,16 +199,9 @@ fn peak_child_rss() -> Option<u64> {
 
 /// OOM kills recorded by the container's memory cgroup (v2, then v1).
 fn oom_kill_count() -> Option<u64> {
-    [
-        "/sys/fs/cgroup/memory.events",
-        "/sys/fs/cgroup/memory/memory.oom_control",
-    ]
-    .iter()
-    .find_map(|path| {
+    ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"].iter().find_map(|path| {
         let text = std::fs::read_to_string(path).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
     })
 }
 
@@ -222,10 +230,7 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> RunConfig {
-        RunConfig {
-            command: vec!["sh".into(), "-c".into(), script.into()],
-            ..Default::default()
-        }
+        RunConfig { command: vec!["sh".into(), "-c".into(), script.into()], ..Default::default() }
     }
 
     #[test]
@@ -244,11 +249,7 @@ mod tests {
         let r = run(&config);
         assert!(r.timed_out);
         assert_eq!(r.signal, Some(libc::SIGKILL));
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         assert_eq!(r.stdout, "");
     }
 
@@ -280,11 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_hog_is_killed_at_its_limit() {
+        let mut config = sh("python3 -c 'import time; b = bytearray(200 * 1024 * 1024); time.sleep(30)'");
+        config.memory_limit_bytes = 64 * 1024 * 1024;
+        let r = run(&config);
+        assert_eq!((r.oom_killed, r.signal, r.timed_out), (Some(true), Some(libc::SIGKILL), false), "{r:?}");
+        assert!(r.peak_memory_bytes.unwrap() > 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_program_under_its_memory_limit_is_left_alone() {
+        let mut config = sh("python3 -c 'b = bytearray(8 * 1024 * 1024); print(len(b))'");
+        config.memory_limit_bytes = 256 * 1024 * 1024;
+        let r = run(&config);
+        assert_eq!((r.exit_code, r.oom_killed), (Some(0), Some(false).filter(|_| r.oom_killed.is_some())), "{r:?}");
+        assert_eq!(r.stdout, "8388608\n");
+    }
+
+    #[test]
     fn a_missing_program_is_reported_not_panicked() {
-        let r = run(&RunConfig {
-            command: vec!["/no/such/program".into()],
-            ..Default::default()
-        });
+        let r = run(&RunConfig { command: vec!["/no/such/program".into()], ..Default::default() });
         assert_eq!(r.exit_code, Some(127));
         assert!(r.error.unwrap().contains("could not start"));
     }
