@@ -19,8 +19,9 @@
 #
 # Env:
 #   SANDRUN_CACHE  cache root (default /var/cache/sandrun)
-#   RUNNER_BIN     static sandrun-runner binary
-#                  (default ${CARGO_TARGET_DIR:-<repo>/target}/release/sandrun-runner)
+#   RUNNER_BIN     static sandrun-runner binary (default
+#                  ${CARGO_TARGET_DIR:-<repo>/target}/release/sandrun-runner, else
+#                  the same under x86_64-unknown-linux-{gnu,musl}/)
 #   DEBIAN_MIRROR  override the mirror taken from the host's apt config
 #   FORCE=1        rebuild even when the key matches
 set -euo pipefail
@@ -33,7 +34,19 @@ source "$repo/cluster/versions.env"
 cache="${SANDRUN_CACHE:-/var/cache/sandrun}"
 out_dir="$cache/images"
 work="$out_dir/work"
-runner_bin="${RUNNER_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/sandrun-runner}"
+
+# default_runner_bin: the plain `cargo build --release` output, or else a
+# static build made with an explicit --target (crt-static needs one).
+default_runner_bin() {
+  local t="${CARGO_TARGET_DIR:-$repo/target}" c
+  for c in "$t/release/sandrun-runner" \
+    "$t/x86_64-unknown-linux-gnu/release/sandrun-runner" \
+    "$t/x86_64-unknown-linux-musl/release/sandrun-runner"; do
+    [[ -f "$c" ]] && { echo "$c"; return; }
+  done
+  echo "$t/release/sandrun-runner"
+}
+runner_bin="${RUNNER_BIN:-$(default_runner_bin)}"
 
 readonly SANDBOX_UID=65532
 readonly PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
