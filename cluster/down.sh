@@ -40,16 +40,15 @@ main() {
   need_root
   t0=$(now)
 
-  # Controllers first so nothing reschedules or recreates pods meanwhile,
-  # then the node agents, then the pods, then the runtime and the API.
-  stop_daemon kube-controller-manager
-  stop_daemon kube-scheduler
-  stop_daemon kubelet
-  stop_daemon kube-proxy
+  # Controllers and node agents first, so nothing reschedules or restarts
+  # pods meanwhile; then the pods; then the runtime and the API; etcd last.
+  # Only etcd and containerd keep state worth a graceful stop; the others
+  # get a short grace (kube-apiserver can linger for minutes after draining).
+  stop_daemons 5 kube-controller-manager kube-scheduler kubelet kube-proxy
   stop_pods_via_cri
-  stop_daemon containerd
-  stop_daemon kube-apiserver
-  stop_daemon etcd
+  stop_daemons 3 kube-apiserver
+  stop_daemons 15 containerd
+  stop_daemons 15 etcd
 
   cleanup_runtime_leftovers
   host_sysctls_restore

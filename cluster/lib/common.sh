@@ -114,22 +114,39 @@ start_daemon() {
   die "$name did not start (see $LOG_DIR/$name.log)"
 }
 
-# stop_daemon NAME [GRACE_SECONDS]: SIGTERM, then SIGKILL after the grace.
-stop_daemon() {
-  local name=$1 grace=${2:-10} pid i
-  if pid=$(daemon_pid "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-      [[ -d /proc/$pid ]] || break
-      sleep 0.1
-    done
-    if [[ -d /proc/$pid ]]; then
-      log "$name did not exit after ${grace}s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-      while [[ -d /proc/$pid ]]; do sleep 0.1; done
+# stop_daemons GRACE_SECONDS NAME...: SIGTERM all of them at once, then
+# SIGKILL whatever still runs after the grace period.
+stop_daemons() {
+  local grace=$1 name pid i pids=()
+  shift
+  for name in "$@"; do
+    if pid=$(daemon_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
     fi
+  done
+  for ((i = 0; i < grace * 10; i++)); do
+    alive_pids "${pids[@]}" || break
+    sleep 0.1
+  done
+  if alive_pids "${pids[@]}"; then
+    for pid in "${pids[@]}"; do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    while alive_pids "${pids[@]}"; do sleep 0.1; done
   fi
-  rm -f "$PID_DIR/$name.pid"
+  for name in "$@"; do rm -f "$PID_DIR/$name.pid"; done
+}
+
+# alive_pids PID...: true while any of them still runs. A zombie counts as
+# gone: our daemons are reparented to PID 1, which may reap them late.
+alive_pids() {
+  local pid state
+  for pid in "$@"; do
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || continue
+    [[ -n $state && $state != Z ]] && return 0
+  done
+  return 1
 }
 
 # ---- host facts ------------------------------------------------------------

@@ -112,11 +112,10 @@ kill_pod_cgroups() {
 
 # ---- mounts and namespaces -------------------------------------------------
 
-# Mount points under the state dir (container rootfs, shm, kubelet volumes)
-# and the network namespaces containerd bind-mounted for pods (cni-*).
+# Mount points under the state dir: container rootfs, shm, kubelet volumes
+# and pod network namespaces (containerd keeps those under run/ here).
 our_mounts() {
-  awk '{print $5}' /proc/self/mountinfo |
-    grep -E "^($SANDRUN_STATE/|/run/netns/cni-|/var/run/netns/cni-)" | sort -r | uniq
+  awk '{print $5}' /proc/self/mountinfo | grep -F "$SANDRUN_STATE/" | sort -r | uniq
 }
 
 unmount_all() {
@@ -135,14 +134,6 @@ unmount_all() {
   our_mounts | sed 's/^/  still mounted: /' >&2 || true
 }
 
-delete_netns() {
-  local ns
-  for ns in /run/netns/cni-*; do
-    [[ -e $ns ]] || continue
-    ip netns delete "${ns##*/}" 2>/dev/null || rm -f "$ns"
-  done
-}
-
 # Deleting the pod namespaces removes their veth pairs; whatever is still
 # attached to our bridge goes with it.
 delete_links() {
@@ -157,22 +148,52 @@ delete_links() {
 
 # ---- iptables ----------------------------------------------------------------
 
-# Remove every KUBE-* and CNI-* chain and every rule that jumps to one, in
-# all tables, for IPv4 and IPv6. Rewriting each affected table from its own
-# dump minus those lines leaves unrelated rules exactly as they were.
+# Remove our rules from every table, IPv4 and IPv6: all KUBE-* chains
+# (kube-proxy, kubelet) and the CNI chains of our network only. CNI plugins
+# tag their rules with a comment naming the network (name: "sandrun"), so
+# another CNI user's chains on the same host stay. Each changed table is
+# rewritten from its own dump minus those lines; other rules stay as they are.
 clean_iptables() {
-  local fam save restore table dump
+  local fam table dump kept
   for fam in iptables ip6tables; do
-    save=$fam-save restore=$fam-restore
-    command -v "$save" >/dev/null || continue
+    command -v "$fam-save" >/dev/null || continue
     for table in filter nat mangle raw security; do
-      dump=$("$save" -t "$table" 2>/dev/null) || continue
-      grep -qE '(KUBE-|CNI-)' <<<"$dump" || continue
-      grep -vE '^:(KUBE-|CNI-)|^-A (KUBE-|CNI-)|-j (KUBE-|CNI-)' <<<"$dump" | "$restore" -w 5 -T "$table" ||
-        log "warning: could not clean $fam table $table"
+      dump=$("$fam-save" -t "$table" 2>/dev/null) || continue
+      grep -qE 'KUBE-|CNI-' <<<"$dump" || continue
+      kept=$(filter_iptables_dump <<<"$dump")
+      [[ $kept == "$dump" ]] && continue
+      "$fam-restore" -w 5 -T "$table" <<<"$kept" || log "warning: could not clean $fam table $table"
     done
   done
   drop_empty_nft_tables
+}
+
+# stdin: iptables-save output of one table; stdout: the same minus our rules.
+filter_iptables_dump() {
+  awk -v net="$CNI_NETWORK" '
+    function chain_of(l,   a) { if (l ~ /^[:]/ || l ~ /^-A /) { split(substr(l, l ~ /^:/ ? 2 : 4), a, " "); return a[1] } return "" }
+    function target_of(l) { return match(l, /-j [^ ]+/) ? substr(l, RSTART + 3, RLENGTH - 3) : "" }
+    function ours(c) { return c ~ /^KUBE-/ || (c in mine) }
+    { line[NR] = $0 }
+    END {
+      tag = "name: \\\"" net "\\\""
+      for (i = 1; i <= NR; i++)
+        if (index(line[i], tag) && target_of(line[i]) ~ /^CNI-/) mine[target_of(line[i])] = 1
+      n = 0
+      for (i = 1; i <= NR; i++) {
+        l = line[i]
+        if (index(l, tag) || ours(chain_of(l)) || ours(target_of(l))) continue
+        keep[++n] = l
+        if (l ~ /^-A CNI-HOSTPORT-DNAT /) hostport_used = 1
+      }
+      # portmap chains are shared by all CNI networks: drop them only when no
+      # other network still has a port mapping in them.
+      for (i = 1; i <= n; i++) {
+        l = keep[i]
+        if (!hostport_used && (chain_of(l) ~ /^CNI-HOSTPORT-/ || target_of(l) ~ /^CNI-HOSTPORT-/)) continue
+        print l
+      }
+    }'
 }
 
 # iptables-nft creates the nft tables on first use. Drop the ones we leave
@@ -205,6 +226,7 @@ delete_host_files() {
     [[ -L $f && $(readlink "$f") == "$POD_LOG_DIR"/* ]] && rm -f "$f"
   done
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
 }
 
 # Full teardown of runtime leftovers; safe when nothing is there. Used by
@@ -213,7 +235,6 @@ cleanup_runtime_leftovers() {
   kill_stray_processes
   kill_pod_cgroups
   unmount_all
-  delete_netns
   delete_links
   clean_iptables
   delete_host_files
