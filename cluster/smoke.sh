@@ -27,6 +27,7 @@ check() {
 }
 
 # pod NAME RUNTIMECLASS PYTHON-CODE [EXTRA-SPEC-YAML]
+# shellcheck disable=SC2001 # indenting a multi-line block
 pod_manifest() {
   cat <<EOF
 apiVersion: v1
@@ -107,10 +108,19 @@ spec:
         - python3
         - -c
         - |
-          import os, socket
+          import os, socket, time
+          # kube-proxy programs a new Service within a second or two; until
+          # then its VIP rejects connections, so retry briefly.
           for host in (os.environ["SERVER_IP"], os.environ["SMOKE_ECHO_SERVICE_HOST"]):
-              with socket.create_connection((host, 8080), timeout=10) as c:
-                  print("reply from", host, c.recv(16).decode(), flush=True)
+              for attempt in range(30):
+                  try:
+                      with socket.create_connection((host, 8080), timeout=5) as c:
+                          print("reply from", host, c.recv(16).decode(), flush=True)
+                      break
+                  except OSError as e:
+                      if attempt == 29:
+                          raise
+                      time.sleep(0.5)
 EOF
 }
 

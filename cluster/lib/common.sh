@@ -103,12 +103,17 @@ daemon_running() { daemon_pid "$1" >/dev/null; }
 start_daemon() {
   local name=$1; shift
   daemon_running "$name" && return 0
-  local pidfile="$PID_DIR/$name.pid"
+  local pidfile="$PID_DIR/$name.pid" logfile="$LOG_DIR/$name.log"
   rm -f "$pidfile"
+  # Logs are appended across runs; keep one previous generation past 50 MiB.
+  if [[ -f $logfile ]] && (($(stat -c %s "$logfile") > 50 * 1024 * 1024)); then
+    mv -f "$logfile" "$logfile.1"
+  fi
   # The inner shell writes its own pid and then execs, so the pid file holds
   # the daemon's pid whether or not setsid had to fork.
+  # shellcheck disable=SC2016 # expanded by the inner shell
   setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-    </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+    </dev/null >>"$logfile" 2>&1 &
   local i
   for i in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.05; done
   die "$name did not start (see $LOG_DIR/$name.log)"

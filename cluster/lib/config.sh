@@ -8,7 +8,7 @@
 # tried. The answer is cached per runsc binary (size+mtime) because probing
 # costs a second.
 runsc_platform() {
-  local runsc="$GVISOR_BIN_DIR/runsc" cache="$CONF_DIR/runsc-platform" stamp p tmp
+  local runsc="$GVISOR_BIN_DIR/runsc" cache="$CONF_DIR/runsc-platform" stamp s p tmp
   if [[ -n ${SANDRUN_RUNSC_PLATFORM:-} ]]; then echo "$SANDRUN_RUNSC_PLATFORM"; return; fi
   if [[ ! -x $runsc ]]; then echo ptrace; return; fi
   stamp=$(stat -c '%s-%Y' "$runsc")
@@ -18,7 +18,7 @@ runsc_platform() {
   for p in systrap ptrace; do
     tmp=$(mktemp -d /tmp/sandrun-runsc-probe.XXXXXX)
     if timeout 30 "$runsc" --root="$tmp" --platform="$p" --network=none --ignore-cgroups \
-        do /bin/true >/dev/null 2>&1; then
+        "do" /bin/true >/dev/null 2>&1; then
       rm -rf "$tmp"
       echo "$stamp $p" >"$cache"
       echo "$p"; return
@@ -171,6 +171,7 @@ authorization:
   mode: Webhook
 resolvConf: $CONF_DIR/resolv.conf
 podLogsDir: $POD_LOG_DIR
+volumePluginDir: $KUBELET_DIR/volume-plugins
 staticPodPath: ""
 # Small dev disks: do not evict pods or delete images because of disk usage.
 # Image GC is off because local images cannot be pulled back.

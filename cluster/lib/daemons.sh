@@ -49,6 +49,13 @@ start_apiserver() {
     --kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI_DIR/ca.crt" \
     --kubelet-preferred-address-types=InternalIP,Hostname \
+    --requestheader-client-ca-file="$PKI_DIR/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI_DIR/front-proxy-client.key" \
     --profiling=false
 }
 apiserver_healthy() {
@@ -72,6 +79,7 @@ start_controller_manager() {
     --cluster-signing-cert-file="$PKI_DIR/ca.crt" \
     --cluster-signing-key-file="$PKI_DIR/ca.key" \
     --controllers='*' \
+    --flex-volume-plugin-dir="$KUBELET_DIR/volume-plugins" \
     --profiling=false
 }
 controller_manager_healthy() { "${CURL[@]}" -k https://127.0.0.1:10257/healthz | grep -q '^ok'; }

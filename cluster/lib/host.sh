@@ -218,13 +218,21 @@ drop_empty_nft_tables() {
 
 # ---- files -------------------------------------------------------------------
 
-# kubelet links container logs into the fixed /var/log/containers; drop the
-# links into our pod log dir, and the CNI result cache for our network.
+# kubelet uses two fixed host paths whatever its root dir:
+# /var/log/containers (links to container logs) and
+# /var/lib/kubelet/device-plugins (its registration socket and checkpoint).
+# Drop what our kubelet put there, the CNI result cache for our network, and
+# the directories if that leaves them empty.
 delete_host_files() {
   local f
   for f in /var/log/containers/*.log; do
     [[ -L $f && $(readlink "$f") == "$POD_LOG_DIR"/* ]] && rm -f "$f"
   done
+  rmdir /var/log/containers 2>/dev/null || true
+  if ! pgrep -x kubelet >/dev/null; then
+    rm -f /var/lib/kubelet/device-plugins/{kubelet.sock,kubelet_internal_checkpoint}
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet 2>/dev/null || true
+  fi
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
 }

@@ -9,19 +9,22 @@ pki_key() {
   chmod 600 "$1"
 }
 
+# pki_ca NAME CN: a self-signed CA in NAME.crt/NAME.key.
 pki_ca() {
-  [[ -s $PKI_DIR/ca.crt ]] && return 0
-  pki_key "$PKI_DIR/ca.key"
-  openssl req -x509 -new -key "$PKI_DIR/ca.key" -days 3650 -subj "/CN=sandrun-local-ca" \
+  local name=$1 cn=$2
+  [[ -s $PKI_DIR/$name.crt ]] && return 0
+  pki_key "$PKI_DIR/$name.key"
+  openssl req -x509 -new -key "$PKI_DIR/$name.key" -days 3650 -subj "/CN=$cn" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI_DIR/ca.crt" 2>/dev/null
+    -out "$PKI_DIR/$name.crt" 2>/dev/null
 }
 
-# pki_cert NAME SUBJECT USAGE [SANS]: USAGE is clientAuth, serverAuth or both
-# (comma separated); SANS is an openssl subjectAltName value.
+# pki_cert NAME SUBJECT USAGE [SANS] [CA]: USAGE is clientAuth, serverAuth or
+# both (comma separated); SANS is an openssl subjectAltName value; CA is the
+# signing CA's name (default: the cluster CA "ca").
 pki_cert() {
-  local name=$1 subject=$2 usage=$3 sans=${4:-}
+  local name=$1 subject=$2 usage=$3 sans=${4:-} ca=${5:-ca}
   local crt="$PKI_DIR/$name.crt" key="$PKI_DIR/$name.key" ext
   [[ -s $crt ]] && return 0
   pki_key "$key"
@@ -30,7 +33,7 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=$usage"
   [[ -n $sans ]] && ext+=$'\n'"subjectAltName=$sans"
   openssl req -new -key "$key" -subj "$subject" 2>/dev/null |
-    openssl x509 -req -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+    openssl x509 -req -CA "$PKI_DIR/$ca.crt" -CAkey "$PKI_DIR/$ca.key" -set_serial "0x$(openssl rand -hex 16)" \
       -days 3650 -extfile <(printf '%s\n' "$ext") -out "$crt" 2>/dev/null
 }
 
@@ -71,7 +74,10 @@ setup_pki() {
     log "node identity changed to $id: re-issuing node certificates"
     rm -f "$PKI_DIR"/{apiserver,kubelet-client,kubelet-server}.crt
   fi
-  pki_ca
+  pki_ca ca sandrun-local-ca
+  # Separate CA for the aggregation layer's front proxy, as kubeadm does:
+  # the API server trusts request headers only from certs of this CA.
+  pki_ca front-proxy-ca sandrun-front-proxy-ca
   [[ -s $PKI_DIR/sa.key ]] || openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI_DIR/sa.key" 2>/dev/null
   [[ -s $PKI_DIR/sa.pub ]] || openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
   chmod 600 "$PKI_DIR/sa.key"
@@ -87,6 +93,7 @@ setup_pki() {
   pki_cert kubelet-client "/O=system:nodes/CN=system:node:$node" clientAuth
   # Serving cert so the API server can verify the kubelet (logs, exec).
   pki_cert kubelet-server "/CN=$node" serverAuth "DNS:$node,DNS:localhost,IP:$ip,IP:127.0.0.1"
+  pki_cert front-proxy-client "/CN=front-proxy-client" clientAuth "" front-proxy-ca
   echo "$id" >"$PKI_DIR/node.id"
 
   local server="https://127.0.0.1:$API_PORT"
