@@ -38,6 +38,7 @@ main() {
     esac
   done
   need_root
+  lock_state
   t0=$(now)
 
   # Controllers and node agents first, so nothing reschedules or restarts

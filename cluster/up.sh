@@ -72,6 +72,7 @@ EOF
 
 main() {
   need_root
+  lock_state
   local t0 node ip platform kubelet_since
   t0=$(now)
   ensure_binaries

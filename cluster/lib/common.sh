@@ -64,6 +64,14 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
 need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
 
+# One up.sh/down.sh at a time per state dir. The lock file sits next to the
+# state dir so that down.sh --purge does not delete it while holding it.
+lock_state() {
+  mkdir -p "$(dirname "$SANDRUN_STATE")"
+  exec 8>"${SANDRUN_STATE%/}.lock"
+  flock -w 300 8 || die "another up.sh/down.sh holds ${SANDRUN_STATE%/}.lock"
+}
+
 # wait_until SECONDS DESCRIPTION LOGNAME CMD...: poll CMD until it succeeds.
 # On timeout, show the end of the daemon log that most likely explains why.
 wait_until() {
@@ -110,10 +118,11 @@ start_daemon() {
     mv -f "$logfile" "$logfile.1"
   fi
   # The inner shell writes its own pid and then execs, so the pid file holds
-  # the daemon's pid whether or not setsid had to fork.
+  # the daemon's pid whether or not setsid had to fork. Lock fds (8, 9) are
+  # closed so a daemon never holds the up/down or build lock.
   # shellcheck disable=SC2016 # expanded by the inner shell
   setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-    </dev/null >>"$logfile" 2>&1 &
+    </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
   local i
   for i in $(seq 50); do [[ -s $pidfile ]] && return 0; sleep 0.05; done
   die "$name did not start (see $LOG_DIR/$name.log)"
