@@ -35,7 +35,10 @@ already_up() {
 }
 
 ensure_binaries() {
-  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd ]] && return 0
+  local gvisor_ok=1
+  [[ -f $here/build-gvisor.sh && ! -x $GVISOR_BIN_DIR/containerd-shim-runsc-v1 ]] && gvisor_ok=0
+  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd ]] &&
+    ((gvisor_ok)) && return 0
   log "binaries missing; running cluster/build.sh"
   "$here/build.sh"
 }

@@ -156,7 +156,7 @@ cgroupDriver: cgroupfs
 cgroupsPerQOS: true
 failSwapOn: false
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
-address: 0.0.0.0
+address: $ip
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -198,7 +198,6 @@ hostnameOverride: $node
 clusterCIDR: $POD_CIDR
 clientConnection:
   kubeconfig: $CONF_DIR/kube-proxy.kubeconfig
-bindAddress: 0.0.0.0
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Leave the host's conntrack sysctls alone.
