@@ -15,6 +15,9 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$operator_pid"
+  # One whose pid file went with a purged state dir still holds the port.
+  pkill -TERM -x -f "$operator_bin" 2>/dev/null && sleep 1
+  pkill -KILL -x -f "$operator_bin" 2>/dev/null || true
 }
 
 start() {
