@@ -8,6 +8,7 @@
 #                                                     (etcd kube-apiserver ... kubectl)
 #   $SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin/{containerd,containerd-shim-runc-v2,ctr}
 #   $SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin/crictl
+#   $SANDRUN_CACHE/coredns-$COREDNS_VERSION/bin/coredns
 #   $SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin/{runsc,containerd-shim-runsc-v1}
 #     (by cluster/build-gvisor.sh, when present)
 # Go's own build and module caches stay at their defaults (~/.cache/go-build,
@@ -97,6 +98,24 @@ build_containerd() {
   log "built containerd in $((SECONDS - start))s"
 }
 
+# CoreDNS with the few plugins we use (wrapper module ../coredns).
+build_coredns() {
+  local mod="$CLUSTER_DIR/coredns" tmp start=$SECONDS
+  if [[ -x $COREDNS_BIN ]]; then
+    log "coredns $COREDNS_VERSION present (skip)"
+    return 0
+  fi
+  grep -q "coredns/coredns $COREDNS_VERSION" "$mod/go.mod" ||
+    die "cluster/coredns/go.mod does not require coredns $COREDNS_VERSION (lib/tools.env)"
+  log "building coredns $COREDNS_VERSION"
+  mkdir -p "$(dirname "$COREDNS_BIN")"
+  tmp="$COREDNS_BIN.tmp.$$"
+  (cd "$mod" && GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" .) ||
+    { rm -f "$tmp"; die "coredns build failed"; }
+  mv "$tmp" "$COREDNS_BIN"
+  log "built coredns in $((SECONDS - start))s"
+}
+
 build_crictl() {
   local out="$CRICTL_BIN_DIR/crictl"
   if [[ -x $out ]]; then
@@ -149,6 +168,7 @@ main() {
   build_k8s
   build_containerd
   build_crictl
+  build_coredns
   build_gvisor
   build_pause_image
   log "build complete ($(elapsed "$t0")): $K8S_BIN_DIR"

@@ -45,7 +45,7 @@ main() {
   # pods meanwhile; then the pods; then the runtime and the API; etcd last.
   # Only etcd and containerd keep state worth a graceful stop; the others
   # get a short grace (kube-apiserver can linger for minutes after draining).
-  stop_daemons 5 kube-controller-manager kube-scheduler kubelet kube-proxy
+  stop_daemons 5 kube-controller-manager kube-scheduler kubelet kube-proxy coredns
   stop_pods_via_cri
   stop_daemons 3 kube-apiserver
   stop_daemons 15 containerd

@@ -2,7 +2,8 @@
 # End-to-end check of a running local cluster (cluster/up.sh first):
 #   - a runc pod and a runsc (gVisor) pod start, log, and run the kernel
 #     they should (gVisor reports its own kernel version);
-#   - pod-to-pod and pod-to-Service TCP through the CNI bridge and kube-proxy;
+#   - pod-to-pod and pod-to-Service TCP through the CNI bridge and kube-proxy,
+#     and the Service's DNS name when cluster DNS (CoreDNS) is built;
 #   - a Job under runsc completes.
 # Prints the pod start time per runtime and a "N passed, N failed" line.
 #
@@ -88,7 +89,9 @@ while True:
 }
 
 job_manifest() {
-  local server_ip=$1
+  local server_ip=$1 dns_name=""
+  # With cluster DNS, also reach the Service by name (search path: namespace).
+  [[ -x $COREDNS_BIN ]] && dns_name=smoke-echo
   cat <<EOF
 apiVersion: batch/v1
 kind: Job
@@ -103,7 +106,7 @@ spec:
       - name: main
         image: $IMAGE
         imagePullPolicy: Never
-        env: [{name: SERVER_IP, value: "$server_ip"}]
+        env: [{name: SERVER_IP, value: "$server_ip"}, {name: DNS_NAME, value: "$dns_name"}]
         command:
         - python3
         - -c
@@ -111,7 +114,8 @@ spec:
           import os, socket, time
           # kube-proxy programs a new Service within a second or two; until
           # then its VIP rejects connections, so retry briefly.
-          for host in (os.environ["SERVER_IP"], os.environ["SMOKE_ECHO_SERVICE_HOST"]):
+          hosts = [os.environ["SERVER_IP"], os.environ["SMOKE_ECHO_SERVICE_HOST"], os.environ["DNS_NAME"]]
+          for host in filter(None, hosts):
               for attempt in range(30):
                   try:
                       with socket.create_connection((host, 8080), timeout=5) as c:
@@ -137,7 +141,9 @@ job_checks() {
     kctl -n "$NS" logs job/tcp-client >&2 || true
     return 1
   fi
-  [[ $(kctl -n "$NS" logs job/tcp-client | grep -c 'pong') == 2 ]]
+  local want=2
+  [[ -x $COREDNS_BIN ]] && want=3
+  [[ $(kctl -n "$NS" logs job/tcp-client | grep -c 'pong') == "$want" ]]
 }
 
 main() {
@@ -149,7 +155,7 @@ main() {
   check "runsc pod runs and logs" runtime_pod runsc
   check "runsc pod runs under gVisor's kernel" kernel_differs
   check "server pod + Service" tcp_checks
-  check "runsc Job reaches pod IP and Service IP over TCP" job_checks
+  check "runsc Job reaches the server by pod IP, Service IP (and DNS name) over TCP" job_checks
   if [[ ${SMOKE_KEEP:-0} != 1 ]]; then
     kctl delete namespace "$NS" --wait=false >/dev/null
   fi

@@ -19,6 +19,7 @@ source "$here/lib/daemons.sh"
 source "$here/lib/host.sh"
 
 ALL_DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+with_dns() { [[ -x $COREDNS_BIN ]]; }
 
 print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
@@ -29,6 +30,7 @@ print_env() {
 already_up() {
   local d
   for d in "${ALL_DAEMONS[@]}"; do daemon_running "$d" || return 1; done
+  if with_dns; then daemon_running coredns || return 1; fi
   [[ -s $KUBECONFIG_ADMIN ]] && apiserver_healthy >/dev/null 2>&1 || return 1
   [[ $(kctl get node "$(detect_node_name)" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
@@ -37,7 +39,7 @@ already_up() {
 ensure_binaries() {
   local gvisor_ok=1
   [[ -f $here/build-gvisor.sh && ! -x $GVISOR_BIN_DIR/containerd-shim-runsc-v1 ]] && gvisor_ok=0
-  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd ]] &&
+  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd && -x $COREDNS_BIN ]] &&
     ((gvisor_ok)) && return 0
   log "binaries missing; running cluster/build.sh"
   "$here/build.sh"
@@ -57,8 +59,30 @@ import_images() {
   fi
 }
 
-apply_runtime_classes() {
+# RuntimeClasses for the two handlers containerd knows, and read access for
+# CoreDNS (same rules as upstream's system:coredns role).
+apply_cluster_objects() {
   kctl apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: sandrun:coredns
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandrun:coredns
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "sandrun:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:sandrun-coredns"}
+---
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
 metadata:
@@ -108,6 +132,7 @@ main() {
   write_containerd_config
   write_cni_config
   write_resolv_conf
+  with_dns && write_corefile "$ip"
   write_kubelet_config "$node" "$ip"
   write_kube_proxy_config "$node"
   write_crictl_config
@@ -132,7 +157,8 @@ main() {
   start_scheduler
   start_kubelet "$node" "$ip"
   start_kube_proxy
-  apply_runtime_classes
+  apply_cluster_objects
+  with_dns && start_coredns
 
   wait_until 60 kube-controller-manager kube-controller-manager controller_manager_healthy
   wait_until 60 kube-scheduler kube-scheduler scheduler_healthy
@@ -140,6 +166,7 @@ main() {
   wait_until 90 "node $node Ready" kubelet node_ready_since "$node" "$kubelet_since"
   log "node Ready ($(elapsed "$t0"))"
   wait_until 60 kube-proxy kube-proxy kube_proxy_healthy
+  if with_dns; then wait_until 60 coredns coredns coredns_healthy; fi
   wait_until 60 "default ServiceAccount" kube-controller-manager kctl get serviceaccount default -n default
   wait "$import_pid" || true
   log "cluster up in $(elapsed "$t0"): node $node ($ip), gVisor platform $platform"

@@ -14,6 +14,7 @@ SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"
 K8S_BIN_DIR="$SANDRUN_CACHE/k8s-$K8S_VERSION/bin"
 CRICTL_BIN_DIR="$SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin"
 CONTAINERD_BIN_DIR="$SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin"
+COREDNS_BIN="$SANDRUN_CACHE/coredns-$COREDNS_VERSION/bin/coredns"
 GVISOR_BIN_DIR="$SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin"
 K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 
@@ -49,6 +50,7 @@ API_PORT=6443
 ETCD_CLIENT_URL="http://127.0.0.1:2379"
 ETCD_PEER_URL="http://127.0.0.1:2380"
 PAUSE_IMAGE="localhost/pause:$PAUSE_VERSION"
+CLUSTER_DOMAIN=cluster.local
 
 # Daemons need /usr/sbin (iptables, runc) and the shims on PATH: containerd
 # finds containerd-shim-runc-v2 and containerd-shim-runsc-v1 by name, and our

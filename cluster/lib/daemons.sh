@@ -114,6 +114,12 @@ start_kube_proxy() {
 }
 kube_proxy_healthy() { "${CURL[@]}" http://127.0.0.1:10256/healthz >/dev/null; }
 
+start_coredns() {
+  start_daemon coredns "$COREDNS_BIN" -conf "$CONF_DIR/Corefile"
+}
+# ready answers 200 once the kubernetes plugin has synced with the API.
+coredns_healthy() { "${CURL[@]}" http://127.0.0.1:10055/ready >/dev/null; }
+
 # The node counts as up once kubelet has posted Ready since it was started;
 # etcd keeps the Ready status of the previous run, which proves nothing.
 node_ready_since() {
