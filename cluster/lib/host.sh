@@ -1,8 +1,9 @@
-# Host-level setup and teardown: sysctls, leftover processes, mounts, network
-# namespaces, links and iptables rules. Sourced after common.sh.
-# Everything removed here is identified by our state dir, our containerd
-# socket, our bridge name or the KUBE-/CNI- chain prefixes, so nothing else on
-# the machine is touched.
+# Host-level setup and teardown: sysctls, leftover processes, cgroups, mounts,
+# links and iptables rules. Sourced after common.sh.
+# Everything removed here is identified by our state dir (process command
+# lines, mount points), the kubepods cgroup tree, our bridge name, KUBE-*
+# chains or the CNI network name in rule comments, so other containerd or CNI
+# users on the machine are left alone.
 # shellcheck shell=bash
 
 # Sysctls that up.sh sets or that kubelet/kube-proxy change on their own.
