@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where an Execution is in its life. The last three are terminal.
+/// Where an Execution is in its life. All but Pending and Running are terminal.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
     #[default]
@@ -13,11 +13,13 @@ pub enum Phase {
     Succeeded,
     Failed,
     TimedOut,
+    /// Stopped on request (annotation `sandrun.dev/cancel`).
+    Cancelled,
 }
 
 impl Phase {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::TimedOut)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::TimedOut | Phase::Cancelled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -27,6 +29,7 @@ impl Phase {
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
             Phase::TimedOut => "TimedOut",
+            Phase::Cancelled => "Cancelled",
         }
     }
 }
@@ -47,7 +50,12 @@ pub mod reasons {
     pub const CREATED: &str = "JobCreated";
     pub const STARTED: &str = "Started";
     pub const START_FAILED: &str = "StartFailed";
+    pub const CANCELLED: &str = "Cancelled";
 }
+
+/// Setting this annotation to `"true"` asks the operator to stop the run;
+/// the spec itself is immutable, so cancellation lives in metadata.
+pub const CANCEL_ANNOTATION: &str = "sandrun.dev/cancel";
 
 /// Condition types set on every Execution.
 pub mod condition_types {

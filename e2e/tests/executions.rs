@@ -119,3 +119,31 @@ async fn source_files_land_in_a_writable_workspace() {
     let s = status_of(&ns.run("files", spec).await);
     assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("hi from a module\n")), "{s:?}");
 }
+
+#[tokio::test]
+async fn a_cancelled_run_stops_and_says_so() {
+    use kube::api::{Patch, PatchParams, PostParams};
+    let ns = TestNamespace::new("cancel").await;
+    let api = ns.executions();
+    let spec = with_limits(
+        python("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"),
+        Limits { timeout_seconds: Some(600), ..Default::default() },
+    );
+    api.create(&PostParams::default(), &sandrun_crds::Execution::new("sleeper", spec)).await.expect("create");
+    let running = |e: Option<&sandrun_crds::Execution>| {
+        e.and_then(|e| e.status.as_ref()).is_some_and(|s| s.phase == Phase::Running)
+    };
+    tokio::time::timeout(
+        sandrun_e2e::FINISH_WITHIN,
+        kube::runtime::wait::await_condition(api.clone(), "sleeper", running),
+    )
+    .await
+    .expect("reached Running")
+    .expect("watch");
+    let patch = serde_json::json!({"metadata": {"annotations": {sandrun_crds::CANCEL_ANNOTATION: "true"}}});
+    api.patch("sleeper", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+    let s = status_of(&ns.wait_finished("sleeper").await);
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Cancelled, Some("Cancelled")));
+    let job = ns.api::<Job>().get_opt("sandrun-sleeper").await.expect("get Job");
+    assert!(job.is_none_or(|j| j.metadata.deletion_timestamp.is_some()), "the Job is gone or going");
+}

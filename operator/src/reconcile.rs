@@ -64,13 +64,16 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         return expire(execution, ctx, &namespace).await;
     }
     let now = Time(Timestamp::now());
+    let child = child_name(&execution.name_any());
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    if sandrun_crds::cancel_requested(execution) {
+        return cancel(execution, ctx, &namespace, &jobs, &child, &now).await;
+    }
     let program = match validate::program(&execution.spec, &ctx.config) {
         Ok(program) => program,
         Err(problem) => return reject(execution, ctx, &namespace, problem.to_string(), &now).await,
     };
 
-    let child = child_name(&execution.name_any());
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut job =
         jobs.get_opt(&child).await.map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?;
     if let Some(existing) = &job {
@@ -116,6 +119,22 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         delete_job(&jobs, &job.name_any()).await?;
     }
     expire(execution, ctx, &namespace).await
+}
+
+/// Stops the run (the Job goes, and its pod with it) and records why.
+async fn cancel(
+    execution: &Execution,
+    ctx: &Context,
+    namespace: &str,
+    jobs: &Api<Job>,
+    child: &str,
+    now: &Time,
+) -> Result<Action> {
+    delete_job(jobs, child).await?;
+    let next = status::cancelled(execution, now);
+    write_status(ctx, execution, namespace, &next).await?;
+    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &next).await;
+    expire(execution, ctx, namespace).await
 }
 
 async fn create_children(
@@ -230,7 +249,7 @@ async fn announce(ctx: &Context, execution: &Execution, previous: &ExecutionStat
     let note = next.message.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
     let reason = next.reason.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
     let type_ = match next.phase {
-        Phase::Failed | Phase::TimedOut => EventType::Warning,
+        Phase::Failed | Phase::TimedOut | Phase::Cancelled => EventType::Warning,
         _ => EventType::Normal,
     };
     info!(phase = next.phase.as_str(), reason, "phase changed");

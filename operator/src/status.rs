@@ -93,6 +93,22 @@ pub fn invalid_spec(execution: &Execution, message: String, now: &Time) -> Execu
     with_conditions(next, &previous, execution.metadata.generation, now)
 }
 
+/// Terminal status for a run stopped on request.
+pub fn cancelled(execution: &Execution, now: &Time) -> ExecutionStatus {
+    let previous = execution.status.clone().unwrap_or_default();
+    let next = ExecutionStatus {
+        phase: Phase::Cancelled,
+        reason: Some(reasons::CANCELLED.to_owned()),
+        message: Some("cancelled on request; the run was stopped".to_owned()),
+        completion_time: Some(now.clone()),
+        job_name: previous.job_name.clone(),
+        pod_name: previous.pod_name.clone(),
+        start_time: previous.start_time.clone(),
+        ..Default::default()
+    };
+    with_conditions(next, &previous, execution.metadata.generation, now)
+}
+
 fn progress(execution: &Execution, observed: &Observed, now: &Time) -> ExecutionStatus {
     let Some(job) = observed.job else {
         if observed.job_was_created {

@@ -312,3 +312,15 @@ fn streams_shrink_to_fit_beside_a_large_spec() {
     fit_to_object_limit(&mut untouched, 10_000);
     assert!(!untouched.stdout_truncated);
 }
+
+#[test]
+fn cancelled_is_terminal_and_keeps_what_was_known() {
+    let mut e = execution();
+    e.status =
+        Some(ExecutionStatus { phase: Phase::Running, job_name: Some("sandrun-hello".into()), ..Default::default() });
+    let s = cancelled(&e, &now());
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Cancelled, Some(reasons::CANCELLED)));
+    assert_eq!(s.job_name.as_deref(), Some("sandrun-hello"));
+    assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True");
+    assert!(s.is_terminal());
+}
