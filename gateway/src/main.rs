@@ -1,7 +1,15 @@
-//! Placeholder: the REST/WebSocket gateway is its own issue. Until then the
-//! binary says so and fails, rather than pretending to serve.
+use clap::Parser;
+use sandrun_gateway::startup::{init_logging, run, Args};
 
-fn main() -> std::process::ExitCode {
-    eprintln!("sandrun-gateway: not implemented yet; create Executions with kubectl (see README.md)");
-    std::process::ExitCode::from(2)
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_json);
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "sandrun-gateway failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,181 @@
+//! API keys: each maps to a tenant namespace and its own rate limit.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyFile {
+    pub keys: Vec<KeyEntry>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyEntry {
+    /// For logs and metrics; never the secret itself.
+    pub name: String,
+    pub token: String,
+    /// Where this key's Executions live.
+    pub namespace: String,
+    #[serde(default = "default_rate")]
+    pub requests_per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_rate() -> u32 {
+    10
+}
+
+fn default_burst() -> u32 {
+    20
+}
+
+/// An authenticated caller.
+#[derive(Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub namespace: String,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant").field("name", &self.name).field("namespace", &self.namespace).finish()
+    }
+}
+
+impl Tenant {
+    /// Takes one token from the key's bucket, or says when to come back.
+    pub fn charge(&self) -> Result<(), ApiError> {
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
+        })
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Keys {
+    by_token: Arc<HashMap<String, Tenant>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("parsing keys: {0}")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("key {0:?}: requestsPerSecond and burst must be at least 1")]
+    ZeroRate(String),
+    #[error("key {0:?}: the token is shorter than 16 characters")]
+    WeakToken(String),
+    #[error("two keys share a token ({0:?} and {1:?})")]
+    Duplicate(String, String),
+}
+
+impl Keys {
+    pub fn from_yaml(text: &str) -> Result<Self, KeysError> {
+        let file: KeyFile = serde_yaml::from_str(text)?;
+        let mut by_token = HashMap::new();
+        for entry in file.keys {
+            if entry.token.len() < 16 {
+                return Err(KeysError::WeakToken(entry.name));
+            }
+            let (Some(rate), Some(burst)) = (NonZeroU32::new(entry.requests_per_second), NonZeroU32::new(entry.burst))
+            else {
+                return Err(KeysError::ZeroRate(entry.name));
+            };
+            let tenant = Tenant {
+                name: entry.name.clone(),
+                namespace: entry.namespace,
+                limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
+            };
+            if let Some(other) = by_token.insert(entry.token, tenant) {
+                return Err(KeysError::Duplicate(other.name, entry.name));
+            }
+        }
+        Ok(Self { by_token: Arc::new(by_token) })
+    }
+
+    pub fn lookup(&self, token: &str) -> Option<&Tenant> {
+        self.by_token.get(token)
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.by_token.values().map(|t| t.namespace.clone()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// The bearer token of a request: `Authorization: Bearer ...`, or for
+/// browsers' WebSockets (which cannot set headers) `?access_token=...`.
+pub fn bearer(parts: &Parts) -> Option<String> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) {
+        return Some(token.trim().to_owned());
+    }
+    parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
+}
+
+impl FromRequestParts<Arc<AppState>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let tenant = state.keys.lookup(&token).ok_or(ApiError::Unauthorized)?.clone();
+        tenant.charge()?;
+        Ok(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str = "keys:\n  - {name: a, token: aaaaaaaaaaaaaaaa, namespace: team-a, requestsPerSecond: 1, burst: 2}\n  - {name: b, token: bbbbbbbbbbbbbbbb, namespace: team-b}\n";
+
+    #[test]
+    fn tokens_map_to_namespaces() {
+        let keys = Keys::from_yaml(KEYS).unwrap();
+        assert_eq!(keys.lookup("aaaaaaaaaaaaaaaa").unwrap().namespace, "team-a");
+        assert!(keys.lookup("nope").is_none());
+        assert_eq!(keys.namespaces(), ["team-a", "team-b"]);
+    }
+
+    #[test]
+    fn the_bucket_empties_and_says_when_to_retry() {
+        let keys = Keys::from_yaml(KEYS).unwrap();
+        let a = keys.lookup("aaaaaaaaaaaaaaaa").unwrap();
+        assert!(a.charge().is_ok() && a.charge().is_ok());
+        match a.charge() {
+            Err(ApiError::RateLimited { retry_after_secs }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_key_files_are_refused() {
+        assert!(matches!(
+            Keys::from_yaml("keys:\n  - {name: x, token: short, namespace: n}\n"),
+            Err(KeysError::WeakToken(_))
+        ));
+        assert!(matches!(
+            Keys::from_yaml("keys:\n  - {name: x, token: cccccccccccccccc, namespace: n, burst: 0}\n"),
+            Err(KeysError::ZeroRate(_))
+        ));
+        let dup = "keys:\n  - {name: x, token: cccccccccccccccc, namespace: n}\n  - {name: y, token: cccccccccccccccc, namespace: m}\n";
+        assert!(matches!(Keys::from_yaml(dup), Err(KeysError::Duplicate(_, _))));
+        assert!(Keys::from_yaml("keys: [{name: x}]").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Every failure a client can see, as `{error: {code, message, field}}`
+//! with the right status. Bad input is always a 4xx, never a 500.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::api::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("execution {0:?} not found")]
+    NotFound(String),
+    #[error("rate limit exceeded; retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the Kubernetes API rejected the execution: {0}")]
+    Rejected(String),
+    #[error("the Kubernetes API is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid { field: field.to_owned(), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } | ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { .. } => "invalid_request",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Rejected(_) => "rejected",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail { code: self.code().to_owned(), message: self.to_string(), field: self.field().map(str::to_owned) }
+    }
+
+    /// Maps a Kubernetes API error: the API server's own validation is the
+    /// client's fault (422), anything else is ours or the cluster's (503).
+    pub fn from_kube(err: kube::Error) -> Self {
+        match err {
+            kube::Error::Api(status) if status.code == 422 || status.code == 400 => ApiError::Rejected(status.message),
+            kube::Error::Api(status) if status.code == 413 => ApiError::PayloadTooLarge(status.message),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let text = rejection.body_text();
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Invalid { field: field_of(&text), message: text },
+            _ => ApiError::BadRequest(text),
+        }
+    }
+}
+
+/// serde's messages name the path first (`foo.bar: invalid type ...`).
+fn field_of(message: &str) -> String {
+    message
+        .split_once(": ")
+        .and_then(|(head, rest)| rest.split_once(": ").map(|(path, _)| (head, path)))
+        .map(|(_, path)| path.to_owned())
+        .filter(|p| !p.contains(' '))
+        .unwrap_or_default()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), Json(ErrorBody { error: self.detail() })).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    headers.insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}

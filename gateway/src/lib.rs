@@ -1,0 +1,16 @@
+//! The sandrun gateway: REST and WebSocket access to Executions for apps and
+//! browsers. API keys map callers to tenant namespaces; one shared watch on
+//! Executions feeds every waiting request and socket.
+
+pub mod api;
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod metrics;
+pub mod openapi;
+pub mod rest;
+pub mod server;
+pub mod startup;
+pub mod ws;

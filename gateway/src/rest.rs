@@ -1,0 +1,209 @@
+//! REST: submit (optionally waiting), get, list, cancel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use sandrun_crds::{Execution, CANCEL_ANNOTATION};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::{ExecutionList, ExecutionView, State as RunState, SubmitRequest};
+use crate::auth::Tenant;
+use crate::convert::{to_spec, view};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::server::AppState;
+
+/// The longest a request may hold on with `?wait=`.
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+const MAX_PAGE: usize = 500;
+pub const TENANT_LABEL: &str = "sandrun.dev/tenant";
+const FIELD_MANAGER: &str = "sandrun-gateway";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    /// e.g. `30s`: hold the request until the result or this deadline.
+    wait: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "continue")]
+    continue_: Option<String>,
+}
+
+/// Submit an execution; answers at once (202) or, with `?wait=`, when it
+/// finishes (200) or the wait runs out (202 with its state then).
+#[utoipa::path(post, path = "/v1/executions", request_body = SubmitRequest,
+    params(("wait" = Option<String>, Query, description = "how long to hold for the result, e.g. 30s (max 120s)")),
+    responses((status = 202, body = ExecutionView), (status = 200, body = ExecutionView), (status = 400, body = crate::api::ErrorBody),
+        (status = 401, body = crate::api::ErrorBody), (status = 413, body = crate::api::ErrorBody), (status = 422, body = crate::api::ErrorBody),
+        (status = 429, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    tenant: Tenant,
+    ApiQuery(query): ApiQuery<SubmitQuery>,
+    ApiJson(request): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    let wait = query.wait.as_deref().map(parse_wait).transpose()?;
+    let created = create(&state, &tenant, &request).await?;
+    let id = created.metadata.name.clone().unwrap_or_default();
+    let Some(wait) = wait else {
+        return Ok((StatusCode::ACCEPTED, Json(view(&created))).into_response());
+    };
+    let latest = wait_final(&state, &tenant.namespace, &id, wait).await.unwrap_or_else(|| Arc::new(created));
+    let shown = view(&latest);
+    let code = if shown.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((code, Json(shown)).into_response())
+}
+
+pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let wait = humantime::parse_duration(text)
+        .or_else(|_| text.parse::<u64>().map(Duration::from_secs))
+        .map_err(|_| ApiError::invalid("wait", format!("{text:?} is not a duration such as 30s")))?;
+    if wait > MAX_WAIT {
+        return Err(ApiError::invalid("wait", format!("at most {}s", MAX_WAIT.as_secs())));
+    }
+    Ok(wait)
+}
+
+/// Creates the Execution in the tenant's namespace.
+pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) -> Result<Execution, ApiError> {
+    let spec = to_spec(request)?;
+    let mut execution = Execution::new("", spec);
+    execution.metadata.name = None;
+    execution.metadata.generate_name = Some("run-".to_owned());
+    execution.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), tenant.name.clone())]));
+    let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
+    let created = api
+        .create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() }, &execution)
+        .await;
+    created.map_err(ApiError::from_kube)
+}
+
+/// The Execution as the watch has it, or from the API server when the
+/// watch has not caught up yet (right after a create).
+pub async fn fetch(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Execution>, ApiError> {
+    if let Some(found) = state.hub.get(namespace, id) {
+        return Ok(found);
+    }
+    let api: Api<Execution> = Api::namespaced(state.client.clone(), namespace);
+    match api.get_opt(id).await {
+        Ok(Some(found)) => Ok(Arc::new(found)),
+        Ok(None) => Err(ApiError::NotFound(id.to_owned())),
+        // A name that is not a valid object name cannot exist either.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => Err(ApiError::NotFound(id.to_owned())),
+        Err(e) => Err(ApiError::from_kube(e)),
+    }
+}
+
+fn is_final(execution: &Execution) -> bool {
+    execution.status.as_ref().is_some_and(|s| s.is_terminal())
+}
+
+/// Waits on the shared watch until the Execution is final or time is up;
+/// returns the latest state seen.
+pub async fn wait_final(state: &AppState, namespace: &str, id: &str, wait: Duration) -> Option<Arc<Execution>> {
+    let mut updates = state.hub.subscribe();
+    let mut latest = fetch(state, namespace, id).await.ok();
+    let deadline = tokio::time::Instant::now() + wait;
+    while !latest.as_deref().is_some_and(is_final) {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Ok(e) if e.metadata.namespace.as_deref() == Some(namespace) && e.metadata.name.as_deref() == Some(id) => latest = Some(e),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => latest = state.hub.get(namespace, id).or(latest),
+                Err(RecvError::Closed) => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    latest
+}
+
+#[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionView), (status = 404, body = crate::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let execution = fetch(&state, &tenant.namespace, &id).await?;
+    Ok(Json(view(&execution)))
+}
+
+/// Lists this key's executions, newest first.
+#[utoipa::path(get, path = "/v1/executions",
+    params(("status" = Option<String>, Query, description = "queued, running, succeeded, failed, timed_out or cancelled"),
+        ("limit" = Option<usize>, Query), ("continue" = Option<String>, Query)),
+    responses((status = 200, body = ExecutionList), (status = 422, body = crate::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    tenant: Tenant,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    let wanted = match query.status.as_deref() {
+        Some(text) => {
+            Some(RunState::parse(text).ok_or_else(|| ApiError::invalid("status", format!("unknown status {text:?}")))?)
+        }
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let offset = match query.continue_.as_deref() {
+        Some(token) => {
+            token.parse::<usize>().map_err(|_| ApiError::invalid("continue", "not a token from a previous page"))?
+        }
+        None => 0,
+    };
+    let mut all: Vec<ExecutionView> = state.hub.in_namespace(&tenant.namespace).iter().map(|e| view(e)).collect();
+    all.retain(|v| wanted.is_none_or(|w| v.status == w));
+    // Newest first; the id breaks ties so pages are stable.
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+    let next = (offset + limit < all.len()).then(|| (offset + limit).to_string());
+    let items = all.into_iter().skip(offset).take(limit).collect();
+    Ok(Json(ExecutionList { items, next }))
+}
+
+/// Cancels a run: it stops and ends as `cancelled`. Finished ones are left as they are.
+#[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path)),
+    responses((status = 202, body = ExecutionView), (status = 200, body = ExecutionView), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let current = fetch(&state, &tenant.namespace, &id).await?;
+    if is_final(&current) {
+        return Ok((StatusCode::OK, Json(view(&current))).into_response());
+    }
+    let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {CANCEL_ANNOTATION: "true"}}});
+    let patched = api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ApiError::from_kube)?;
+    Ok((StatusCode::ACCEPTED, Json(view(&patched))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_parses_durations_and_caps_them() {
+        assert_eq!(parse_wait("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_wait("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_wait("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_wait("10m").unwrap_err().field(), Some("wait"));
+        assert_eq!(parse_wait("soon").unwrap_err().field(), Some("wait"));
+    }
+}

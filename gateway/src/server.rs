@@ -1,0 +1,99 @@
+//! The router: every route, its limits, and the state they share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use sandrun_crds::Execution;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Keys;
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::metrics::{track, Metrics};
+use crate::{openapi, rest, ws};
+
+pub struct AppState {
+    pub client: Client,
+    pub keys: Keys,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub registry: Registry,
+}
+
+pub struct Limits {
+    /// Largest request body; a bigger one is answered 413.
+    pub max_body_bytes: usize,
+    /// Origins allowed to call from a browser; empty means no CORS headers.
+    pub cors_origins: Vec<String>,
+}
+
+pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
+    let api = Router::new()
+        .route("/v1/executions", get(rest::list).post(rest::submit))
+        .route("/v1/executions/{id}", get(rest::get).delete(rest::cancel))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
+        .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    let api = match cors(&limits.cors_origins) {
+        Some(layer) => api.layer(layer),
+        None => api,
+    };
+    api.route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Ready when the API server answers, the CRD exists and the watch has
+/// its first list.
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    let api: Api<Execution> = Api::all(state.client.clone());
+    match tokio::time::timeout(Duration::from_secs(2), api.list_metadata(&ListParams::default().limit(1))).await {
+        Ok(Ok(_)) if state.hub.is_ready() => (StatusCode::OK, "ok\n".to_owned()),
+        Ok(Ok(_)) => (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot list Executions: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "API server did not answer in 2s\n".to_owned()),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed\n".to_owned())
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Process start-up: flags, keys, logging, serving until a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use crate::auth::{Keys, KeysError};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::server::{router, AppState, Limits};
+
+#[derive(Parser, Debug)]
+#[command(name = "sandrun-gateway", version, about = "REST and WebSocket gateway to sandrun Executions")]
+pub struct Args {
+    #[arg(long, env = "SANDRUN_GATEWAY_ADDR", default_value = "0.0.0.0:8090")]
+    pub listen: SocketAddr,
+    /// YAML file with `keys: [{name, token, namespace, requestsPerSecond, burst}]`.
+    #[arg(long, env = "SANDRUN_KEYS_FILE", conflicts_with = "keys_secret")]
+    pub keys_file: Option<String>,
+    /// The same YAML in key `keys.yaml` of a Secret, as NAMESPACE/NAME.
+    #[arg(long, env = "SANDRUN_KEYS_SECRET")]
+    pub keys_secret: Option<String>,
+    #[arg(long, env = "SANDRUN_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Browser origins allowed (repeat, or `*`).
+    #[arg(long = "cors-origin", env = "SANDRUN_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    #[arg(long, env = "SANDRUN_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connecting to Kubernetes: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("give --keys-file or --keys-secret")]
+    NoKeys,
+    #[error("reading {path}: {source}")]
+    ReadKeys {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("keys secret must be NAMESPACE/NAME, got {0:?}")]
+    SecretName(String),
+    #[error("reading Secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {0} has no keys.yaml entry")]
+    SecretEntry(String),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn load_keys(args: &Args, client: &Client) -> Result<Keys, StartError> {
+    if let Some(path) = &args.keys_file {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| StartError::ReadKeys { path: path.clone(), source })?;
+        return Ok(Keys::from_yaml(&text)?);
+    }
+    let Some(full) = &args.keys_secret else { return Err(StartError::NoKeys) };
+    let (namespace, name) = full.split_once('/').ok_or_else(|| StartError::SecretName(full.clone()))?;
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|source| StartError::Secret { name: full.clone(), source })?;
+    let bytes =
+        secret.data.and_then(|d| d.get("keys.yaml").cloned()).ok_or_else(|| StartError::SecretEntry(full.clone()))?;
+    Ok(Keys::from_yaml(&String::from_utf8_lossy(&bytes.0))?)
+}
+
+pub async fn run(args: Args) -> Result<(), StartError> {
+    let client = Client::try_default().await.map_err(StartError::Connect)?;
+    let keys = load_keys(&args, &client).await?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let hub = Hub::start(client.clone());
+    let state = Arc::new(AppState { client, keys, hub, metrics, registry });
+    let limits = Limits { max_body_bytes: args.max_body_bytes, cors_origins: args.cors_origins.clone() };
+    let app = router(state, &limits);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Serve { addr: args.listen, source })?;
+    info!(addr = %args.listen, "sandrun-gateway listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| StartError::Serve { addr: args.listen, source })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    } else {
+        let _ = ctrl_c.await;
+    }
+    info!("shutting down");
+}
