@@ -7,11 +7,13 @@ up:          ## build, start the local cluster with sandrun, run the example
 test:        ## every test: lints, unit tests, e2e on the local cluster
 	hack/test.sh
 
-down:        ## stop the operator and the cluster, leave nothing running
+down:        ## stop the operator, gateway and cluster, leave nothing running
+	-hack/gateway.sh stop
 	-hack/operator.sh stop
 	cluster/down.sh
 
 purge:       ## as down, and delete the cluster's state
+	-hack/gateway.sh stop
 	-hack/operator.sh stop
 	cluster/down.sh --purge
 

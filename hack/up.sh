@@ -21,3 +21,4 @@ kubectl apply --server-side --force-conflicts -f crds/executions.sandrun.dev.yam
 kubectl wait --for=condition=Established crd/executions.sandrun.dev --timeout=60s >/dev/null
 
 hack/operator.sh restart
+hack/gateway.sh restart

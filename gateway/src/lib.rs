@@ -2,7 +2,7 @@
 //! browsers. API keys map callers to tenant namespaces; one shared watch on
 //! Executions feeds every waiting request and socket.
 
-pub mod api;
+pub use sandrun_api as api;
 pub mod auth;
 pub mod convert;
 pub mod error;

@@ -1,5 +1,6 @@
-//! The gateway's wire types: what clients send and receive over REST and
-//! WebSocket. The OpenAPI document is generated from these.
+//! The gateway's wire types, shared by the gateway and its clients (the CLI):
+//! what clients send and receive over REST and WebSocket. The OpenAPI
+//! document is generated from these.
 
 use std::collections::BTreeMap;
 
