@@ -1,0 +1,236 @@
+//! The gateway on the real cluster: REST and WebSocket submit, wait, poll,
+//! cancel, fan-out to many clients, reconnects, and its error answers.
+
+use std::time::Duration;
+
+use sandrun_api::{ErrorBody, ExecutionView, ServerMessage, State};
+use sandrun_e2e::gateway::{next_message, send_json, until_final, Gateway};
+use serde_json::json;
+
+const FINAL_WITHIN: Duration = Duration::from_secs(180);
+
+fn exit_three() -> serde_json::Value {
+    json!({"language": "python", "code": "import sys\nprint('out ' + sys.stdin.read())\nprint('err', file=sys.stderr)\nsys.exit(3)\n", "stdin": "in"})
+}
+
+async fn post(gw: &Gateway, token: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    gw.http().post(format!("{}{path}", gw.url)).bearer_auth(token).json(body).send().await.expect("request")
+}
+
+async fn error_of(response: reqwest::Response) -> ErrorBody {
+    response.json().await.expect("a JSON error body")
+}
+
+#[tokio::test]
+async fn rest_with_wait_returns_the_result_with_separate_streams() {
+    let gw = Gateway::from_env();
+    let response = post(&gw, &gw.key("demo").token, "/v1/executions?wait=120s", &exit_three()).await;
+    assert_eq!(response.status(), 200);
+    let done: ExecutionView = response.json().await.unwrap();
+    assert_eq!((done.status, done.exit_code), (State::Failed, Some(3)), "{done:?}");
+    assert_eq!((done.stdout.as_deref(), done.stderr.as_deref()), (Some("out in\n"), Some("err\n")));
+}
+
+#[tokio::test]
+async fn rest_submit_answers_at_once_and_polling_gets_the_result() {
+    let gw = Gateway::from_env();
+    let token = gw.key("demo").token;
+    let started = std::time::Instant::now();
+    let response = post(&gw, &token, "/v1/executions", &json!({"language": "bash", "code": "echo polled"})).await;
+    assert_eq!(response.status(), 202);
+    assert!(started.elapsed() < Duration::from_secs(5), "submit held on for {:?}", started.elapsed());
+    let queued: ExecutionView = response.json().await.unwrap();
+    assert_eq!(queued.status, State::Queued);
+    let deadline = std::time::Instant::now() + FINAL_WITHIN;
+    loop {
+        let current: ExecutionView = gw
+            .http()
+            .get(format!("{}{}", gw.url, queued.links.self_))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if current.status.is_final() {
+            assert_eq!((current.status, current.stdout.as_deref()), (State::Succeeded, Some("polled\n")));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never finished: {current:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let list: sandrun_api::ExecutionList = gw
+        .http()
+        .get(format!("{}/v1/executions?status=succeeded&limit=500", gw.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.items.iter().any(|v| v.id == queued.id), "listed");
+    assert!(list.items.iter().all(|v| v.status == State::Succeeded));
+}
+
+#[tokio::test]
+async fn websocket_execute_pushes_every_change_to_the_result() {
+    let gw = Gateway::from_env();
+    let mut socket = gw.connect(&gw.key("demo").token).await.expect("connect");
+    let mut request = exit_three();
+    request["type"] = json!("execute");
+    request["ref"] = json!("mine");
+    send_json(&mut socket, request).await;
+    let id = match next_message(&mut socket, Duration::from_secs(10)).await {
+        Some(ServerMessage::Accepted { id, ref_ }) => {
+            assert_eq!(ref_.as_deref(), Some("mine"));
+            id
+        }
+        other => panic!("expected accepted, got {other:?}"),
+    };
+    let done = until_final(&mut socket, &id, FINAL_WITHIN).await;
+    assert_eq!(
+        (done.status, done.exit_code, done.stdout.as_deref(), done.stderr.as_deref()),
+        (State::Failed, Some(3), Some("out in\n"), Some("err\n"))
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_a_sleeping_program() {
+    let gw = Gateway::from_env();
+    let token = gw.key("demo").token;
+    let response = post(&gw, &token, "/v1/executions", &json!({"language": "python", "code": "import time\nprint('up', flush=True)\ntime.sleep(600)", "limits": {"timeoutSeconds": 600}})).await;
+    let queued: ExecutionView = response.json().await.unwrap();
+    let mut socket = gw.connect(&token).await.unwrap();
+    send_json(&mut socket, json!({"type": "subscribe", "id": queued.id})).await;
+    loop {
+        match next_message(&mut socket, FINAL_WITHIN).await {
+            Some(ServerMessage::Update { execution }) if execution.status == State::Running => break,
+            Some(ServerMessage::Update { execution }) => assert!(!execution.status.is_final(), "{execution:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let cancelled =
+        gw.http().delete(format!("{}/v1/executions/{}", gw.url, queued.id)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(cancelled.status(), 202);
+    let done = until_final(&mut socket, &queued.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status, State::Cancelled, "{done:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_still_gets_the_final_result() {
+    let gw = Gateway::from_env();
+    let token = gw.key("demo").token;
+    let mut socket = gw.connect(&token).await.unwrap();
+    send_json(&mut socket, json!({"type": "execute", "language": "bash", "code": "sleep 3; echo after the nap"})).await;
+    let Some(ServerMessage::Accepted { id, .. }) = next_message(&mut socket, Duration::from_secs(10)).await else {
+        panic!("not accepted")
+    };
+    drop(socket); // the client goes away mid-run
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut again = gw.connect(&token).await.unwrap();
+    send_json(&mut again, json!({"type": "subscribe", "id": id})).await;
+    let done = until_final(&mut again, &id, FINAL_WITHIN).await;
+    assert_eq!((done.status, done.stdout.as_deref()), (State::Succeeded, Some("after the nap\n")));
+    // Subscribing after the end gets the final state at once.
+    let mut late = gw.connect(&token).await.unwrap();
+    send_json(&mut late, json!({"type": "subscribe", "id": id})).await;
+    assert_eq!(until_final(&mut late, &id, Duration::from_secs(10)).await.stdout.as_deref(), Some("after the nap\n"));
+}
+
+#[tokio::test]
+async fn many_websocket_clients_each_get_their_own_result_only() {
+    let gw = Gateway::from_env();
+    let clients: usize = std::env::var("E2E_WS_CLIENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(200);
+    let token = gw.key("demo").token;
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let (gw, token) = (gw.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut socket = gw.connect(&token).await.expect("connect");
+            let code = format!("echo client-{i}");
+            send_json(&mut socket, json!({"type": "execute", "language": "bash", "code": code, "limits": {"memory": "16Mi", "cpu": "100m"}})).await;
+            let id = match next_message(&mut socket, Duration::from_secs(60)).await {
+                Some(ServerMessage::Accepted { id, .. }) => id,
+                other => panic!("client {i}: {other:?}"),
+            };
+            let done = until_final(&mut socket, &id, Duration::from_secs(900)).await;
+            assert_eq!((done.status, done.stdout.as_deref()), (State::Succeeded, Some(format!("client-{i}\n").as_str())), "client {i}");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client task");
+    }
+}
+
+#[tokio::test]
+async fn error_answers() {
+    let gw = Gateway::from_env();
+    let demo = gw.key("demo").token;
+
+    let wrong = post(&gw, "not-a-real-key-at-all", "/v1/executions", &exit_three()).await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(error_of(wrong).await.error.code, "unauthorized");
+    assert!(gw.connect("not-a-real-key-at-all").await.is_err(), "a WebSocket with a wrong key is refused");
+
+    // Another tenant's execution does not exist for you.
+    let theirs: ExecutionView =
+        post(&gw, &gw.key("other").token, "/v1/executions", &json!({"language": "bash", "code": "true"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    let peek =
+        gw.http().get(format!("{}/v1/executions/{}", gw.url, theirs.id)).bearer_auth(&demo).send().await.unwrap();
+    assert_eq!(peek.status(), 404);
+    let cancel =
+        gw.http().delete(format!("{}/v1/executions/{}", gw.url, theirs.id)).bearer_auth(&demo).send().await.unwrap();
+    assert_eq!(cancel.status(), 404);
+
+    let big = json!({"language": "python", "code": "x".repeat(2 * 1024 * 1024)});
+    let too_big = post(&gw, &demo, "/v1/executions", &big).await;
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(error_of(too_big).await.error.code, "payload_too_large");
+
+    let malformed = gw
+        .http()
+        .post(format!("{}/v1/executions", gw.url))
+        .bearer_auth(&demo)
+        .header("content-type", "application/json")
+        .body("{\"language\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(error_of(malformed).await.error.code, "bad_request");
+
+    let invalid =
+        post(&gw, &demo, "/v1/executions", &json!({"language": "python", "code": "1", "limits": {"memory": "lots"}}))
+            .await;
+    assert_eq!(invalid.status(), 422, "the API server's CEL rule comes back as 422");
+
+    let slow = gw.key("slow").token;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let r = gw.http().get(format!("{}/v1/executions", gw.url)).bearer_auth(&slow).send().await.unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "a flood is limited: {statuses:?}");
+    assert_eq!(statuses[0], 200);
+
+    let mut socket = gw.connect(&demo).await.unwrap();
+    send_json(&mut socket, json!({"type": "dance"})).await;
+    match next_message(&mut socket, Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { error, .. }) => assert_eq!(error.code, "bad_request"),
+        other => panic!("{other:?}"),
+    }
+    send_json(&mut socket, json!({"type": "subscribe", "id": theirs.id})).await;
+    match next_message(&mut socket, Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { error, .. }) => assert_eq!(error.code, "not_found"),
+        other => panic!("{other:?}"),
+    }
+}
