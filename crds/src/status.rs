@@ -51,6 +51,7 @@ pub mod reasons {
     pub const STARTED: &str = "Started";
     pub const START_FAILED: &str = "StartFailed";
     pub const CANCELLED: &str = "Cancelled";
+    pub const START_TIMEOUT: &str = "StartTimeout";
 }
 
 /// Setting this annotation to `"true"` asks the operator to stop the run;

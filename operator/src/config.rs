@@ -46,7 +46,9 @@ impl Default for OperatorConfig {
         Self {
             runner_image: "localhost/sandrun-runner:dev".to_owned(),
             image_pull_policy: "IfNotPresent".to_owned(),
-            startup_allowance_seconds: 120,
+            // Generous: a full node queues pods, and a queued run should
+            // wait for room rather than fail.
+            startup_allowance_seconds: 600,
             workspace_size_limit: "256Mi".to_owned(),
             sandbox_memory_overhead: "96Mi".to_owned(),
             runtimes: BTreeMap::from([

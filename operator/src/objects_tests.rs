@@ -36,7 +36,7 @@ fn job_is_sandboxed_and_locked_down() {
     let job = job_of(&python_hello());
     let spec = job.spec.as_ref().unwrap();
     assert_eq!(spec.backoff_limit, Some(0));
-    assert_eq!(spec.active_deadline_seconds, Some(5 + 120));
+    assert_eq!(spec.active_deadline_seconds, Some(5 + 600));
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.runtime_class_name.as_deref(), Some("runsc"));
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));

@@ -263,12 +263,15 @@ fn job_failure(job: &Job) -> Option<&JobCondition> {
 fn failure_of_job(execution: &Execution, condition: &JobCondition, now: &Time) -> ExecutionStatus {
     let reason = condition.reason.as_deref().unwrap_or("Failed");
     if reason == "DeadlineExceeded" {
-        let allowance = "its timeout plus the start-up allowance";
-        let mut s = failed(
-            reasons::DEADLINE_EXCEEDED,
-            format!("the Job passed {allowance} ({}s timeout)", execution.spec.timeout_seconds()),
-            now,
-        );
+        let started = execution.status.as_ref().and_then(|s| s.start_time.as_ref());
+        if started.is_none() {
+            // The program never ran: a full node or a slow start, not a slow program.
+            let message = "the sandbox did not start before the Job's deadline (timeout plus start-up allowance)";
+            return failed(reasons::START_TIMEOUT, message.to_owned(), now);
+        }
+        let timeout = execution.spec.timeout_seconds();
+        let mut s =
+            failed(reasons::DEADLINE_EXCEEDED, format!("the Job passed its deadline ({timeout}s timeout)"), now);
         s.phase = Phase::TimedOut;
         return s;
     }

@@ -241,7 +241,7 @@ fn table_of_unfinished_states() {
         ("bad image", Some(&j), Some(&bad_image), Phase::Failed, "ErrImageNeverPull"),
         ("bad runner image", Some(&j), Some(&bad_runner), Phase::Failed, "ImagePullBackOff"),
         ("install failed", Some(&j), Some(&install_failed), Phase::Failed, reasons::RUNNER_FAILED),
-        ("job deadline", Some(&deadline), None, Phase::TimedOut, reasons::DEADLINE_EXCEEDED),
+        ("job deadline before the program started", Some(&deadline), None, Phase::Failed, reasons::START_TIMEOUT),
         ("job failed", Some(&backoff), None, Phase::Failed, reasons::JOB_FAILED),
         ("job deleted", None, None, Phase::Failed, reasons::JOB_DELETED),
     ];
@@ -323,4 +323,19 @@ fn cancelled_is_terminal_and_keeps_what_was_known() {
     assert_eq!(s.job_name.as_deref(), Some("sandrun-hello"));
     assert_eq!(s.condition(condition_types::COMPLETE).unwrap().status, "True");
     assert!(s.is_terminal());
+}
+
+#[test]
+fn a_job_deadline_after_the_program_started_is_a_timeout() {
+    let deadline =
+        job(json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}]));
+    let mut e = execution();
+    e.status = Some(ExecutionStatus {
+        phase: Phase::Running,
+        start_time: Some(now()),
+        job_name: Some("sandrun-hello".into()),
+        ..Default::default()
+    });
+    let s = derive(&e, &Observed { job: Some(&deadline), job_was_created: true, ..Default::default() }, &now());
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::TimedOut, Some(reasons::DEADLINE_EXCEEDED)));
 }
