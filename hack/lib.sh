@@ -15,8 +15,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # The runner goes into every sandbox, so it is a static binary: explicit
 # --target keeps crt-static away from build scripts and proc macros.
 build_rust() {
-  say "building the runner (static), the operator and the gateway"
+  say "building the runner (static), the operator, the gateway and the CLI"
   RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked -p sandrun-runner --target x86_64-unknown-linux-gnu
-  cargo build --locked -p sandrun-operator -p sandrun-gateway
+  cargo build --locked -p sandrun-operator -p sandrun-gateway -p sandrun-cli
 }

@@ -1,0 +1,164 @@
+//! `sandrun run` over the gateway's WebSocket: execute, then follow the
+//! execution's updates until it is final. When the connection drops after
+//! the gateway accepted the run, reconnect with backoff and subscribe to
+//! the id again: the gateway answers a subscribe with the current state at
+//! once, so a result that arrived in between is not lost.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::Url;
+use sandrun_api::{ClientMessage, ExecutionView, ServerMessage, SubmitRequest};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::{Error, Result};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const REF: &str = "sandrun-cli";
+
+/// Where and how to connect, and how hard to try again.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: Url,
+    pub key: Option<String>,
+    /// Waits before each reconnect attempt; their number is the attempts.
+    pub backoff: Vec<Duration>,
+    /// No frame at all for this long and the connection counts as dropped
+    /// (the gateway pings every 20s).
+    pub idle: Duration,
+}
+
+impl Target {
+    pub fn new(url: Url, key: Option<String>) -> Self {
+        let backoff = [250, 500, 1000, 2000, 4000, 8000].map(Duration::from_millis).to_vec();
+        Self { url, key, backoff, idle: Duration::from_secs(60) }
+    }
+}
+
+/// Submits `request` and follows it to its end; `on_update` sees every state.
+pub async fn execute(
+    target: &Target,
+    request: SubmitRequest,
+    mut on_update: impl FnMut(&ExecutionView),
+) -> Result<ExecutionView> {
+    let mut socket = connect(target).await?;
+    let execute = ClientMessage::Execute { ref_: Some(REF.to_owned()), request: Box::new(request) };
+    send(&mut socket, &execute).await.map_err(|_| Error::LostBeforeAccepted)?;
+    let id = loop {
+        match next_message(&mut socket, target.idle).await {
+            Some(ServerMessage::Accepted { id, .. }) => break id,
+            Some(ServerMessage::Error { error, .. }) => return Err(Error::Gateway { status: None, detail: error }),
+            Some(ServerMessage::Update { .. }) => {}
+            None => return Err(Error::LostBeforeAccepted),
+        }
+    };
+    follow_on(target, &id, Some(socket), &mut on_update).await
+}
+
+/// Follows an execution that already exists until it is final.
+pub async fn follow(target: &Target, id: &str, mut on_update: impl FnMut(&ExecutionView)) -> Result<ExecutionView> {
+    follow_on(target, id, None, &mut on_update).await
+}
+
+async fn follow_on(
+    target: &Target,
+    id: &str,
+    mut socket: Option<Socket>,
+    on_update: &mut impl FnMut(&ExecutionView),
+) -> Result<ExecutionView> {
+    let mut failures = 0;
+    loop {
+        let connected = match socket.take() {
+            Some(socket) => Ok(socket),
+            None => subscribe(target, id).await,
+        };
+        match connected {
+            Ok(mut socket) => {
+                while let Some(message) = next_message(&mut socket, target.idle).await {
+                    match message {
+                        ServerMessage::Update { execution } if execution.id == id => {
+                            failures = 0;
+                            on_update(&execution);
+                            if execution.status.is_final() {
+                                let _ = socket.close(None).await;
+                                return Ok(*execution);
+                            }
+                        }
+                        ServerMessage::Error { error, .. } => {
+                            return Err(Error::Gateway { status: None, detail: error });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // A refused key or a gateway that is not there will not change by retrying.
+            Err(e) if !retryable(&e) => return Err(e),
+            Err(_) => {}
+        }
+        let Some(wait) = target.backoff.get(failures) else {
+            return Err(Error::Disconnected { id: id.to_owned(), attempts: failures + 1 });
+        };
+        failures += 1;
+        tokio::time::sleep(*wait).await;
+    }
+}
+
+fn retryable(error: &Error) -> bool {
+    match error {
+        Error::WebSocket { source, .. } => match source.as_ref() {
+            tungstenite::Error::Http(response) => response.status().is_server_error(),
+            tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_) | tungstenite::Error::Tls(_) => false,
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+async fn connect(target: &Target) -> Result<Socket> {
+    let failed = |source| Error::WebSocket { url: target.url.to_string(), source: Box::new(source) };
+    let mut request = target.url.as_str().into_client_request().map_err(failed)?;
+    if let Some(key) = &target.key {
+        let value = HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| Error::Usage("the API key has characters a header cannot carry".to_owned()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(failed)?;
+    Ok(socket)
+}
+
+async fn subscribe(target: &Target, id: &str) -> Result<Socket> {
+    let mut socket = connect(target).await?;
+    send(&mut socket, &ClientMessage::Subscribe { id: id.to_owned() })
+        .await
+        .map_err(|source| Error::WebSocket { url: target.url.to_string(), source: Box::new(source) })?;
+    Ok(socket)
+}
+
+async fn send(socket: &mut Socket, message: &ClientMessage) -> Result<(), tungstenite::Error> {
+    // Serializing these types cannot fail: string keys, no non-finite floats.
+    let text = serde_json::to_string(message).unwrap_or_default();
+    socket.send(Message::text(text)).await
+}
+
+/// The next message from the gateway; `None` once the connection is closed,
+/// broken or silent for `idle`. Messages this version does not know are skipped.
+async fn next_message(socket: &mut Socket, idle: Duration) -> Option<ServerMessage> {
+    loop {
+        let frame = tokio::time::timeout(idle, socket.next()).await.ok()??.ok()?;
+        match frame {
+            Message::Text(text) => {
+                if let Ok(message) = serde_json::from_str(text.as_str()) {
+                    return Some(message);
+                }
+            }
+            Message::Close(_) => return None,
+            // Pings are answered by tungstenite as it reads.
+            _ => {}
+        }
+    }
+}
