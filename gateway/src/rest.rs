@@ -80,7 +80,8 @@ pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
 
 /// Creates the Execution in the tenant's namespace.
 pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) -> Result<Execution, ApiError> {
-    let spec = to_spec(request)?;
+    let mut spec = to_spec(request)?;
+    spec.ttl_seconds_after_finished = Some(state.execution_ttl_seconds);
     let mut execution = Execution::new("", spec);
     execution.metadata.name = None;
     execution.metadata.generate_name = Some("run-".to_owned());

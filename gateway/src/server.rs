@@ -22,6 +22,9 @@ use crate::{openapi, rest, ws};
 
 pub struct AppState {
     pub client: Client,
+    /// Executions made through the gateway are deleted this long after they
+    /// finish, so a busy gateway does not fill etcd.
+    pub execution_ttl_seconds: u32,
     pub keys: Keys,
     pub hub: Hub,
     pub metrics: Metrics,

@@ -31,6 +31,9 @@ pub struct Args {
     /// Browser origins allowed (repeat, or `*`).
     #[arg(long = "cors-origin", env = "SANDRUN_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Delete Executions made through the gateway this long after they finish.
+    #[arg(long, env = "SANDRUN_EXECUTION_TTL_SECONDS", default_value_t = 3600)]
+    pub execution_ttl_seconds: u32,
     #[arg(long, env = "SANDRUN_LOG_JSON")]
     pub log_json: bool,
 }
@@ -100,7 +103,8 @@ pub async fn run(args: Args) -> Result<(), StartError> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let hub = Hub::start(client.clone());
-    let state = Arc::new(AppState { client, keys, hub, metrics, registry });
+    let state =
+        Arc::new(AppState { client, keys, hub, metrics, registry, execution_ttl_seconds: args.execution_ttl_seconds });
     let limits = Limits { max_body_bytes: args.max_body_bytes, cors_origins: args.cors_origins.clone() };
     let app = router(state, &limits);
     let listener = tokio::net::TcpListener::bind(args.listen)

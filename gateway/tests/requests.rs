@@ -20,6 +20,9 @@ use tower::ServiceExt;
 const TOKEN: &str = "test-token-0123456789";
 const SLOW_TOKEN: &str = "slow-token-0123456789";
 
+/// name, request, expected status, error code, field
+type Case = (&'static str, Request<Body>, StatusCode, &'static str, Option<&'static str>);
+
 fn app() -> axum::Router {
     let config = Config::new("http://127.0.0.1:1".parse().unwrap());
     let client = Client::try_from(config).unwrap();
@@ -29,7 +32,14 @@ fn app() -> axum::Router {
     .unwrap();
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let state = Arc::new(AppState { hub: Hub::start(client.clone()), client, keys, metrics, registry });
+    let state = Arc::new(AppState {
+        hub: Hub::start(client.clone()),
+        client,
+        keys,
+        metrics,
+        registry,
+        execution_ttl_seconds: 60,
+    });
     router(state, &Limits { max_body_bytes: 64 * 1024, cors_origins: vec!["https://play.example".into()] })
 }
 
@@ -51,7 +61,7 @@ async fn send(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Opt
 #[tokio::test]
 async fn table_of_bad_requests() {
     let big = format!(r#"{{"language":"python","code":"{}"}}"#, "x".repeat(100 * 1024));
-    let cases: Vec<(&str, Request<Body>, StatusCode, &str, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("no key", post(None, r#"{"language":"python","code":"1"}"#), StatusCode::UNAUTHORIZED, "unauthorized", None),
         (
             "wrong key",
