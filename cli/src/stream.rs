@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use reqwest::Url;
-use sandrun_api::{ClientMessage, ExecutionView, ServerMessage, SubmitRequest};
+use sandrun_api::{ClientMessage, ErrorBody, ExecutionView, ServerMessage, SubmitRequest};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
@@ -110,6 +110,7 @@ async fn follow_on(
 
 fn retryable(error: &Error) -> bool {
     match error {
+        Error::Gateway { status: Some(status), .. } => *status >= 500,
         Error::WebSocket { source, .. } => match source.as_ref() {
             tungstenite::Error::Http(response) => response.status().is_server_error(),
             tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_) | tungstenite::Error::Tls(_) => false,
@@ -127,8 +128,19 @@ async fn connect(target: &Target) -> Result<Socket> {
             .map_err(|_| Error::Usage("the API key has characters a header cannot carry".to_owned()))?;
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(failed)?;
-    Ok(socket)
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        // A refused handshake carries the gateway's JSON error, e.g. a bad key.
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            let body = response.body().as_deref().unwrap_or_default();
+            match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(error) => Err(Error::Gateway { status: Some(status.as_u16()), detail: error.error }),
+                Err(_) => Err(failed(tungstenite::Error::Http(response))),
+            }
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
 async fn subscribe(target: &Target, id: &str) -> Result<Socket> {
