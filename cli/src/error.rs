@@ -52,10 +52,10 @@ pub enum Error {
     },
 
     #[error(
-        "the connection to the gateway dropped before it acknowledged the submission; \
+        "the connection to the gateway ended before it acknowledged the submission ({why}); \
          the run may or may not exist (see `sandrun ls`)"
     )]
-    LostBeforeAccepted,
+    LostBeforeAccepted { why: String },
 
     #[error("lost the connection to the gateway {attempts} times in a row; {id} goes on: `sandrun get {id}`")]
     Disconnected { id: String, attempts: usize },

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const REF: &str = "sandrun-cli";
+/// The gateway's cap on one WebSocket message; a bigger one closes the socket.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Where and how to connect, and how hard to try again.
 #[derive(Clone, Debug)]
@@ -46,15 +48,21 @@ pub async fn execute(
     request: SubmitRequest,
     mut on_update: impl FnMut(&ExecutionView),
 ) -> Result<ExecutionView> {
-    let mut socket = connect(target).await?;
     let execute = ClientMessage::Execute { ref_: Some(REF.to_owned()), request: Box::new(request) };
-    send(&mut socket, &execute).await.map_err(|_| Error::LostBeforeAccepted)?;
+    let size = serde_json::to_string(&execute).map(|text| text.len()).unwrap_or_default();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(Error::Usage(format!(
+            "the program, its stdin and arguments come to {size} bytes; the gateway takes at most {MAX_MESSAGE_BYTES}"
+        )));
+    }
+    let mut socket = connect(target).await?;
+    send(&mut socket, &execute).await.map_err(|e| Error::LostBeforeAccepted { why: e.to_string() })?;
     let id = loop {
         match next_message(&mut socket, target.idle).await {
-            Some(ServerMessage::Accepted { id, .. }) => break id,
-            Some(ServerMessage::Error { error, .. }) => return Err(Error::Gateway { status: None, detail: error }),
-            Some(ServerMessage::Update { .. }) => {}
-            None => return Err(Error::LostBeforeAccepted),
+            Ok(ServerMessage::Accepted { id, .. }) => break id,
+            Ok(ServerMessage::Error { error, .. }) => return Err(Error::Gateway { status: None, detail: error }),
+            Ok(ServerMessage::Update { .. }) => {}
+            Err(ended) => return Err(Error::LostBeforeAccepted { why: ended.to_string() }),
         }
     };
     follow_on(target, &id, Some(socket), &mut on_update).await
@@ -79,7 +87,7 @@ async fn follow_on(
         };
         match connected {
             Ok(mut socket) => {
-                while let Some(message) = next_message(&mut socket, target.idle).await {
+                while let Ok(message) = next_message(&mut socket, target.idle).await {
                     match message {
                         ServerMessage::Update { execution } if execution.id == id => {
                             failures = 0;
@@ -157,18 +165,44 @@ async fn send(socket: &mut Socket, message: &ClientMessage) -> Result<(), tungst
     socket.send(Message::text(text)).await
 }
 
-/// The next message from the gateway; `None` once the connection is closed,
-/// broken or silent for `idle`. Messages this version does not know are skipped.
-async fn next_message(socket: &mut Socket, idle: Duration) -> Option<ServerMessage> {
+/// Why a connection gave no more messages.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("closed by the gateway, {code}{reason}")]
+    Closed { code: u16, reason: String },
+    #[error("closed")]
+    Eof,
+    #[error("{0}")]
+    Broken(tungstenite::Error),
+    #[error("nothing heard for {0:?}")]
+    Silent(Duration),
+}
+
+/// The next message from the gateway, or why there is none: closed, broken
+/// or silent for `idle`. Messages this version does not know are skipped.
+async fn next_message(socket: &mut Socket, idle: Duration) -> Result<ServerMessage, Ended> {
     loop {
-        let frame = tokio::time::timeout(idle, socket.next()).await.ok()??.ok()?;
+        let frame = match tokio::time::timeout(idle, socket.next()).await {
+            Err(_) => return Err(Ended::Silent(idle)),
+            Ok(None) => return Err(Ended::Eof),
+            Ok(Some(Err(e))) => return Err(Ended::Broken(e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
         match frame {
             Message::Text(text) => {
                 if let Ok(message) = serde_json::from_str(text.as_str()) {
-                    return Some(message);
+                    return Ok(message);
                 }
             }
-            Message::Close(_) => return None,
+            Message::Close(frame) => {
+                return Err(match frame {
+                    Some(frame) => Ended::Closed {
+                        code: frame.code.into(),
+                        reason: if frame.reason.is_empty() { String::new() } else { format!(": {}", frame.reason) },
+                    },
+                    None => Ended::Eof,
+                })
+            }
             // Pings are answered by tungstenite as it reads.
             _ => {}
         }

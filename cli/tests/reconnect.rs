@@ -7,11 +7,13 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use sandrun_api::{ClientMessage, ExecutionView, ServerMessage, State, SubmitRequest};
 use sandrun_cli::error::Error;
-use sandrun_cli::stream::{execute, Target};
+use sandrun_cli::stream::{execute, Target, MAX_MESSAGE_BYTES};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -151,5 +153,36 @@ async fn a_refused_submission_is_the_gateways_error() {
     match execute(&target(port, 3), request(), |_| {}).await {
         Err(Error::Gateway { detail, .. }) => assert_eq!(detail.field.as_deref(), Some("language")),
         other => panic!("expected the gateway's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_close_before_accepted_is_reported_with_its_reason_and_not_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (auth_tx, _auth_rx) = mpsc::unbounded_channel();
+    let gateway = tokio::spawn(async move {
+        let mut socket = accept(&listener, &auth_tx).await;
+        let _ = receive(&mut socket).await;
+        let frame = CloseFrame { code: CloseCode::Policy, reason: "unreadable or oversized frame".into() };
+        socket.close(Some(frame)).await.unwrap();
+        // No second connection: an unacknowledged submission is not sent again.
+        tokio::time::timeout(Duration::from_millis(300), listener.accept()).await.is_err()
+    });
+    match execute(&target(port, 3), request(), |_| {}).await {
+        Err(Error::LostBeforeAccepted { why }) => assert!(why.contains("1008: unreadable"), "{why}"),
+        other => panic!("expected LostBeforeAccepted, got {other:?}"),
+    }
+    assert!(gateway.await.unwrap(), "the client connected again");
+}
+
+#[tokio::test]
+async fn a_request_over_the_message_cap_is_refused_before_connecting() {
+    let mut big = request();
+    big.code = Some("x".repeat(MAX_MESSAGE_BYTES));
+    // Port 9 (discard) is not listened on; connecting would fail differently.
+    match execute(&target(9, 0), big, |_| {}).await {
+        Err(Error::Usage(message)) => assert!(message.contains("at most 1048576"), "{message}"),
+        other => panic!("expected a usage error, got {other:?}"),
     }
 }
