@@ -57,7 +57,9 @@ pub enum Error {
     )]
     LostBeforeAccepted { why: String },
 
-    #[error("lost the connection to the gateway {attempts} times in a row; {id} goes on: `sandrun get {id}`")]
+    #[error(
+        "lost the connection to the gateway and {attempts} tries to reconnect failed; {id} goes on: `sandrun get {id}`"
+    )]
     Disconnected { id: String, attempts: usize },
 
     #[error("cannot write output")]

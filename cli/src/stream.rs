@@ -109,7 +109,7 @@ async fn follow_on(
             Err(_) => {}
         }
         let Some(wait) = target.backoff.get(failures) else {
-            return Err(Error::Disconnected { id: id.to_owned(), attempts: failures + 1 });
+            return Err(Error::Disconnected { id: id.to_owned(), attempts: failures });
         };
         failures += 1;
         tokio::time::sleep(*wait).await;

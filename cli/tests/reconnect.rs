@@ -131,7 +131,7 @@ async fn reconnects_are_bounded() {
         .await
         .expect("gave up in time");
     match result {
-        Err(Error::Disconnected { id, attempts }) => assert_eq!((id.as_str(), attempts), ("run-gone", 4)),
+        Err(Error::Disconnected { id, attempts }) => assert_eq!((id.as_str(), attempts), ("run-gone", 3)),
         other => panic!("expected Disconnected, got {other:?}"),
     }
 }

@@ -3,8 +3,11 @@
 //! codes, JSON output, get, ls and cancel.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -284,4 +287,53 @@ fn usage_and_gateway_errors_exit_2_with_a_message() {
         );
         assert!(out.stdout.is_empty(), "{line}: {}", describe(&out));
     }
+}
+
+/// A loopback TCP proxy to the gateway that cuts its first connection
+/// `cut_after` it was opened, as a network failure would.
+fn flaky_proxy(upstream: &str, cut_after: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else { continue };
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                })
+            };
+            if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                pipe(c, s);
+            }
+            if let (Ok(s), Ok(c)) = (server.try_clone(), client.try_clone()) {
+                pipe(s, c);
+            }
+            if n == 0 {
+                std::thread::spawn(move || {
+                    std::thread::sleep(cut_after);
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+            }
+        }
+    });
+    (url, connections)
+}
+
+#[test]
+fn a_dropped_websocket_is_resumed_and_the_result_still_arrives() {
+    let gw = Gateway::from_env();
+    let (proxy, connections) = flaky_proxy(&gw.url, Duration::from_millis(1500));
+    let dir = Scratch::new(&[("nap.py", "import time\ntime.sleep(6)\nprint('woke up')\n")]);
+    let mut run = sandrun(&["run", dir.path("nap.py").to_str().unwrap()]);
+    run.env("SANDRUN_URL", &proxy);
+    let out = output(run, None);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(text(&out.stdout), "woke up\n");
+    assert!(connections.load(Ordering::SeqCst) >= 2, "the connection was never cut: {}", describe(&out));
 }
