@@ -41,6 +41,11 @@ impl Gateway {
         Self { url: format!("http://{addr}"), keys: file.keys }
     }
 
+    /// The same keys against another replica.
+    pub fn at(&self, addr: &str) -> Self {
+        Self { url: format!("http://{addr}"), keys: self.keys.clone() }
+    }
+
     /// The key named `name` (`demo`, `other` or `slow`).
     pub fn key(&self, name: &str) -> Key {
         self.keys.iter().find(|k| k.name == name).cloned().unwrap_or_else(|| panic!("no gateway key {name}"))

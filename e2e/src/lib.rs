@@ -115,3 +115,14 @@ pub fn with_limits(mut spec: ExecutionSpec, limits: Limits) -> ExecutionSpec {
 pub fn status_of(execution: &Execution) -> sandrun_crds::ExecutionStatus {
     execution.status.clone().unwrap_or_else(|| panic!("{} has no status", execution.name_any()))
 }
+
+/// A binary of this workspace, built into the same target dir as the test
+/// (`hack/up.sh` builds them all).
+pub fn built_binary(name: &str) -> std::path::PathBuf {
+    let test = std::env::current_exe().expect("the test's own path");
+    test.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("no `{name}` binary above {}; run hack/up.sh", test.display()))
+}

@@ -234,3 +234,47 @@ async fn error_answers() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A second gateway process, stopped when dropped.
+struct SecondGateway(std::process::Child);
+
+impl Drop for SecondGateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn replicas_work_side_by_side() {
+    let gw = Gateway::from_env();
+    let state = std::env::var("SANDRUN_STATE").unwrap_or_else(|_| "/var/lib/sandrun-cluster".into());
+    let addr = "127.0.0.1:8091";
+    let child = std::process::Command::new(sandrun_e2e::built_binary("sandrun-gateway"))
+        .args(["--listen", addr, "--keys-file", &format!("{state}/config/gateway-keys.yaml")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a second gateway");
+    let _second = SecondGateway(child);
+    let other = gw.at(addr);
+    let ready = async {
+        while !gw.http().get(format!("{}/readyz", other.url)).send().await.is_ok_and(|r| r.status() == 200) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), ready).await.expect("second gateway ready");
+
+    // Submitted through one replica, followed to the end through the other.
+    let token = gw.key("demo").token;
+    let queued: ExecutionView =
+        post(&gw, &token, "/v1/executions", &json!({"language": "bash", "code": "echo two replicas"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+    let mut socket = other.connect(&token).await.expect("connect to the second replica");
+    send_json(&mut socket, json!({"type": "subscribe", "id": queued.id})).await;
+    let done = until_final(&mut socket, &queued.id, FINAL_WITHIN).await;
+    assert_eq!((done.status, done.stdout.as_deref()), (State::Succeeded, Some("two replicas\n")));
+}
