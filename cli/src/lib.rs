@@ -18,7 +18,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
 
-use sandrun_api::{ExecutionView, State};
+use sandrun_api::State;
 use serde::Serialize;
 
 pub use args::Cli;
@@ -101,20 +101,29 @@ async fn run_file(gateway: &Gateway, args: &RunArgs) -> Result<u8> {
 
     let target = stream::Target::new(gateway.ws_url(), gateway.key().map(str::to_owned));
     let seen: Rc<RefCell<Option<(String, State)>>> = Rc::default();
-    let on_update = {
+    let on_event = {
         let seen = seen.clone();
         let quiet = args.quiet;
-        move |view: &ExecutionView| {
-            let mut seen = seen.borrow_mut();
-            let changed = seen.as_ref().is_none_or(|(_, state)| *state != view.status);
-            if changed && !quiet && !view.status.is_final() {
-                eprintln!("{}", render::progress_line(view));
+        move |event: stream::Event<'_>| match event {
+            stream::Event::Update(view) => {
+                let mut seen = seen.borrow_mut();
+                let changed = seen.as_ref().is_none_or(|(_, state)| *state != view.status);
+                if changed && !quiet && !view.status.is_final() {
+                    eprintln!("{}", render::progress_line(view));
+                }
+                *seen = Some((view.id.clone(), view.status));
             }
-            *seen = Some((view.id.clone(), view.status));
+            stream::Event::Reconnecting { attempt, after } if !quiet => {
+                eprintln!(
+                    "sandrun: connection lost; reconnecting in {} (try {attempt})",
+                    render::duration(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
+                );
+            }
+            stream::Event::Reconnecting { .. } => {}
         }
     };
     let view = tokio::select! {
-        result = stream::execute(&target, request, on_update) => result?,
+        result = stream::execute(&target, request, on_event) => result?,
         _ = tokio::signal::ctrl_c() => {
             let id = seen.borrow().as_ref().map(|(id, _)| id.clone());
             return interrupted(gateway, id).await;

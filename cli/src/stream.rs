@@ -42,11 +42,22 @@ impl Target {
     }
 }
 
-/// Submits `request` and follows it to its end; `on_update` sees every state.
+/// What a follower sees on the way to the result.
+#[derive(Debug, PartialEq)]
+pub enum Event<'a> {
+    Update(&'a ExecutionView),
+    /// The connection dropped; trying again after `after`.
+    Reconnecting {
+        attempt: usize,
+        after: Duration,
+    },
+}
+
+/// Submits `request` and follows it to its end; `on_event` sees every state.
 pub async fn execute(
     target: &Target,
     request: SubmitRequest,
-    mut on_update: impl FnMut(&ExecutionView),
+    mut on_event: impl FnMut(Event<'_>),
 ) -> Result<ExecutionView> {
     let execute = ClientMessage::Execute { ref_: Some(REF.to_owned()), request: Box::new(request) };
     let size = serde_json::to_string(&execute).map(|text| text.len()).unwrap_or_default();
@@ -65,19 +76,19 @@ pub async fn execute(
             Err(ended) => return Err(Error::LostBeforeAccepted { why: ended.to_string() }),
         }
     };
-    follow_on(target, &id, Some(socket), &mut on_update).await
+    follow_on(target, &id, Some(socket), &mut on_event).await
 }
 
 /// Follows an execution that already exists until it is final.
-pub async fn follow(target: &Target, id: &str, mut on_update: impl FnMut(&ExecutionView)) -> Result<ExecutionView> {
-    follow_on(target, id, None, &mut on_update).await
+pub async fn follow(target: &Target, id: &str, mut on_event: impl FnMut(Event<'_>)) -> Result<ExecutionView> {
+    follow_on(target, id, None, &mut on_event).await
 }
 
 async fn follow_on(
     target: &Target,
     id: &str,
     mut socket: Option<Socket>,
-    on_update: &mut impl FnMut(&ExecutionView),
+    on_event: &mut impl FnMut(Event<'_>),
 ) -> Result<ExecutionView> {
     let mut failures = 0;
     loop {
@@ -91,7 +102,7 @@ async fn follow_on(
                     match message {
                         ServerMessage::Update { execution } if execution.id == id => {
                             failures = 0;
-                            on_update(&execution);
+                            on_event(Event::Update(&execution));
                             if execution.status.is_final() {
                                 let _ = socket.close(None).await;
                                 return Ok(*execution);
@@ -112,6 +123,7 @@ async fn follow_on(
             return Err(Error::Disconnected { id: id.to_owned(), attempts: failures });
         };
         failures += 1;
+        on_event(Event::Reconnecting { attempt: failures, after: *wait });
         tokio::time::sleep(*wait).await;
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use sandrun_api::{ClientMessage, ExecutionView, ServerMessage, State, SubmitRequest};
 use sandrun_cli::error::Error;
-use sandrun_cli::stream::{execute, Target, MAX_MESSAGE_BYTES};
+use sandrun_cli::stream::{execute, Event, Target, MAX_MESSAGE_BYTES};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -96,7 +96,10 @@ async fn a_dropped_connection_is_resumed_by_subscribing_and_the_result_arrives()
     let mut seen = Vec::new();
     let done = tokio::time::timeout(
         Duration::from_secs(20),
-        execute(&target(port, 4), request(), |v: &ExecutionView| seen.push(v.status)),
+        execute(&target(port, 4), request(), |event| match event {
+            Event::Update(v) => seen.push(format!("{:?}", v.status)),
+            Event::Reconnecting { attempt, .. } => seen.push(format!("reconnecting {attempt}")),
+        }),
     )
     .await
     .expect("execute finished")
@@ -104,7 +107,8 @@ async fn a_dropped_connection_is_resumed_by_subscribing_and_the_result_arrives()
     gateway.await.unwrap();
 
     assert_eq!((done.id.as_str(), done.status, done.stdout.as_deref()), ("run-t", State::Succeeded, Some("1\n")));
-    assert_eq!(seen, [State::Queued, State::Succeeded]);
+    // The second connection failed before its handshake, the third got the result.
+    assert_eq!(seen, ["Queued", "reconnecting 1", "reconnecting 2", "Succeeded"]);
     auth_rx.close();
     let mut headers = Vec::new();
     while let Some(header) = auth_rx.recv().await {

@@ -336,4 +336,5 @@ fn a_dropped_websocket_is_resumed_and_the_result_still_arrives() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(text(&out.stdout), "woke up\n");
     assert!(connections.load(Ordering::SeqCst) >= 2, "the connection was never cut: {}", describe(&out));
+    assert!(text(&out.stderr).contains("sandrun: connection lost; reconnecting"), "{}", describe(&out));
 }
