@@ -76,15 +76,12 @@ pub async fn execute(
             Err(ended) => return Err(Error::LostBeforeAccepted { why: ended.to_string() }),
         }
     };
-    follow_on(target, &id, Some(socket), &mut on_event).await
+    follow(target, &id, Some(socket), &mut on_event).await
 }
 
-/// Follows an execution that already exists until it is final.
-pub async fn follow(target: &Target, id: &str, mut on_event: impl FnMut(Event<'_>)) -> Result<ExecutionView> {
-    follow_on(target, id, None, &mut on_event).await
-}
-
-async fn follow_on(
+/// Reads updates for `id` until it is final, from `socket` and then, after
+/// each drop, from a new connection subscribed to `id`.
+async fn follow(
     target: &Target,
     id: &str,
     mut socket: Option<Socket>,
@@ -115,7 +112,7 @@ async fn follow_on(
                     }
                 }
             }
-            // A refused key or a gateway that is not there will not change by retrying.
+            // A refused key or a bad URL stays so; a gateway restarting or out of reach may come back.
             Err(e) if !retryable(&e) => return Err(e),
             Err(_) => {}
         }
