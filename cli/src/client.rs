@@ -1,18 +1,30 @@
 //! REST calls to the gateway, and where its WebSocket is.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{RequestBuilder, StatusCode, Url};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
 use sandrun_api::{ErrorBody, ExecutionList, ExecutionView, SubmitRequest};
 use serde::de::DeserializeOwned;
+use url::Url;
 
 use crate::error::{Error, Result};
+use crate::tls;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Gateway {
-    http: reqwest::Client,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    tls: Arc<ClientConfig>,
     base: Url,
     key: Option<String>,
 }
@@ -55,13 +67,23 @@ pub fn ws_url(base: &Url) -> Url {
 
 impl Gateway {
     pub fn new(url: &str, key: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("sandrun-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(Error::Client)?;
-        Ok(Self { http, base: base_url(url)?, key })
+        let base = base_url(url)?;
+        let tls = tls::client_config(base.scheme() == "https")?;
+        let mut plain = HttpConnector::new();
+        plain.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        plain.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(plain);
+        let http = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { http, tls, base, key })
+    }
+
+    /// The TLS settings, for the WebSocket to use too.
+    pub fn tls(&self) -> Arc<ClientConfig> {
+        self.tls.clone()
     }
 
     pub fn ws_url(&self) -> Url {
@@ -73,11 +95,12 @@ impl Gateway {
     }
 
     pub async fn submit(&self, request: &SubmitRequest) -> Result<ExecutionView> {
-        self.call(self.http.post(endpoint(&self.base, &["executions"])).json(request)).await
+        let body = serde_json::to_vec(request).map_err(|e| Error::Usage(format!("cannot encode the request: {e}")))?;
+        self.call(Method::POST, endpoint(&self.base, &["executions"]), Some(body)).await
     }
 
     pub async fn get(&self, id: &str) -> Result<ExecutionView> {
-        self.call(self.http.get(endpoint(&self.base, &["executions", id]))).await
+        self.call(Method::GET, endpoint(&self.base, &["executions", id]), None).await
     }
 
     pub async fn list(&self, status: Option<&str>, limit: usize, continue_: Option<&str>) -> Result<ExecutionList> {
@@ -92,23 +115,39 @@ impl Gateway {
                 query.append_pair("continue", token);
             }
         }
-        self.call(self.http.get(url)).await
+        self.call(Method::GET, url, None).await
     }
 
     /// Asks the gateway to cancel; answers with the execution as it was then.
     pub async fn cancel(&self, id: &str) -> Result<ExecutionView> {
-        self.call(self.http.delete(endpoint(&self.base, &["executions", id]))).await
+        self.call(Method::DELETE, endpoint(&self.base, &["executions", id]), None).await
     }
 
-    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        let request = match &self.key {
-            Some(key) => request.bearer_auth(key),
-            None => request,
+    async fn call<T: DeserializeOwned>(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<T> {
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::Http { url: url.to_string(), source };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, concat!("sandrun-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(key) = &self.key {
+            let value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| Error::Usage("the API key has characters a header cannot carry".to_owned()))?;
+            request = request.header(AUTHORIZATION, value);
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| failed(e.into()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| failed(e.into()))?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(|e| failed(e.into()))?.to_bytes();
+            Ok::<_, Error>((status, body))
         };
-        let failed = |source| Error::Http { url: self.base.to_string(), source };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(failed)?;
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| failed(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()).into()))??;
         decode(status, &body)
     }
 }

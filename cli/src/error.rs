@@ -27,14 +27,14 @@ pub enum Error {
     #[error("invalid gateway URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 
-    #[error("cannot set up the HTTP client")]
-    Client(#[source] reqwest::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 
     #[error("cannot reach the gateway at {url}")]
     Http {
         url: String,
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// A JSON error the gateway sent, over REST (with its HTTP status) or a WebSocket.

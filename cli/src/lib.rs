@@ -12,6 +12,7 @@ pub mod exit;
 pub mod render;
 pub mod request;
 pub mod stream;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
@@ -38,9 +39,6 @@ pub async fn run(cli: Cli) -> u8 {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8> {
-    // HTTPS and WSS use rustls with ring; reqwest and tungstenite both take
-    // the process default. Fails only when one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let gateway = Gateway::new(&cli.gateway.url, api_key(&cli.gateway)?)?;
     match cli.command {
         Command::Run(args) => run_file(&gateway, &args).await,
@@ -99,7 +97,7 @@ async fn run_file(gateway: &Gateway, args: &RunArgs) -> Result<u8> {
         return Ok(0);
     }
 
-    let target = stream::Target::new(gateway.ws_url(), gateway.key().map(str::to_owned));
+    let target = stream::Target::new(gateway.ws_url(), gateway.key().map(str::to_owned), gateway.tls());
     let seen: Rc<RefCell<Option<(String, State)>>> = Rc::default();
     let on_event = {
         let seen = seen.clone();

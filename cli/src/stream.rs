@@ -4,16 +4,17 @@
 //! the id again: the gateway answers a subscribe with the current state at
 //! once, so a result that arrived in between is not lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use reqwest::Url;
 use sandrun_api::{ClientMessage, ErrorBody, ExecutionView, ServerMessage, SubmitRequest};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use url::Url;
 
 use crate::error::{Error, Result};
 
@@ -28,6 +29,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub struct Target {
     pub url: Url,
     pub key: Option<String>,
+    pub tls: Arc<rustls::ClientConfig>,
     /// Waits before each reconnect attempt; their number is the attempts.
     pub backoff: Vec<Duration>,
     /// No frame at all for this long and the connection counts as dropped
@@ -36,9 +38,9 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(url: Url, key: Option<String>) -> Self {
+    pub fn new(url: Url, key: Option<String>, tls: Arc<rustls::ClientConfig>) -> Self {
         let backoff = [250, 500, 1000, 2000, 4000, 8000].map(Duration::from_millis).to_vec();
-        Self { url, key, backoff, idle: Duration::from_secs(60) }
+        Self { url, key, tls, backoff, idle: Duration::from_secs(60) }
     }
 }
 
@@ -145,7 +147,8 @@ async fn connect(target: &Target) -> Result<Socket> {
             .map_err(|_| Error::Usage("the API key has characters a header cannot carry".to_owned()))?;
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
-    match tokio_tungstenite::connect_async(request).await {
+    let connector = Connector::Rustls(target.tls.clone());
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await {
         Ok((socket, _)) => Ok(socket),
         // A refused handshake carries the gateway's JSON error, e.g. a bad key.
         Err(tungstenite::Error::Http(response)) => {

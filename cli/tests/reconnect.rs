@@ -27,8 +27,9 @@ fn view(id: &str, status: &str, stdout: Option<&str>) -> ExecutionView {
 
 fn target(port: u16, backoff: usize) -> Target {
     Target {
-        url: reqwest::Url::parse(&format!("ws://127.0.0.1:{port}/v1/ws")).unwrap(),
+        url: url::Url::parse(&format!("ws://127.0.0.1:{port}/v1/ws")).unwrap(),
         key: Some("secret".into()),
+        tls: sandrun_cli::tls::client_config(false).unwrap(),
         backoff: vec![Duration::from_millis(20); backoff],
         idle: Duration::from_secs(5),
     }
