@@ -22,10 +22,14 @@ pub struct OperatorConfig {
     pub startup_allowance_seconds: u32,
     /// Size limit of the writable working directory.
     pub workspace_size_limit: String,
-    /// Memory the container gets on top of the user's limit, for the
-    /// sandbox itself (gVisor's Sentry and Gofer) and the runner. The runner
-    /// holds the program to the user's limit exactly.
+    /// Memory requested on top of the user's limit, for the sandbox itself
+    /// (gVisor's Sentry and Gofer) and the runner: what the scheduler counts.
     pub sandbox_memory_overhead: String,
+    /// The container's hard limit on top of the user's limit. The runner
+    /// holds the program to the user's limit by sampling its memory; this
+    /// headroom absorbs a fast allocator between two samples, so the kill is
+    /// the runner's (with a result) and not the host's (without one).
+    pub sandbox_memory_headroom: String,
     pub runtimes: BTreeMap<Language, Runtime>,
 }
 
@@ -50,7 +54,8 @@ impl Default for OperatorConfig {
             // wait for room rather than fail.
             startup_allowance_seconds: 600,
             workspace_size_limit: "256Mi".to_owned(),
-            sandbox_memory_overhead: "96Mi".to_owned(),
+            sandbox_memory_overhead: "64Mi".to_owned(),
+            sandbox_memory_headroom: "256Mi".to_owned(),
             runtimes: BTreeMap::from([
                 (Language::Python, runtime("localhost/sandrun-python:bookworm", "python3")),
                 (Language::Node, runtime("localhost/sandrun-node:bookworm", "node")),

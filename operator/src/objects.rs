@@ -116,7 +116,8 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         env: Some(env),
         resources: Some(resources(
             spec.cpu(),
-            &program.container_memory_bytes.to_string(),
+            &program.container_memory_request_bytes.to_string(),
+            &program.container_memory_limit_bytes.to_string(),
             &config.workspace_size_limit,
         )),
         security_context: Some(locked_down()),
@@ -133,7 +134,7 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         image: Some(config.runner_image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
         command: Some(vec!["/sandrun-runner".to_owned(), "install".to_owned(), BIN_DIR.to_owned()]),
-        resources: Some(resources("100m", "32Mi", "64Mi")),
+        resources: Some(resources("100m", "32Mi", "32Mi", "64Mi")),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![mount("runner", BIN_DIR, false)]),
         ..Default::default()
@@ -234,16 +235,17 @@ fn locked_down() -> SecurityContext {
     }
 }
 
-fn resources(cpu: &str, memory: &str, ephemeral: &str) -> ResourceRequirements {
+fn resources(cpu: &str, memory_request: &str, memory_limit: &str, ephemeral: &str) -> ResourceRequirements {
     let quantity = |q: &str| Quantity(q.to_owned());
     let limits = BTreeMap::from([
         ("cpu".to_owned(), quantity(cpu)),
-        ("memory".to_owned(), quantity(memory)),
+        ("memory".to_owned(), quantity(memory_limit)),
         ("ephemeral-storage".to_owned(), quantity(ephemeral)),
     ]);
-    // Memory is requested in full so the node never overcommits it into
-    // surprise kills; CPU is shared, so only a slice is requested.
-    let requests = BTreeMap::from([("cpu".to_owned(), quantity("50m")), ("memory".to_owned(), quantity(memory))]);
+    // Memory the program may really use is requested so the node never
+    // overcommits it; CPU is shared, so only a slice is requested.
+    let requests =
+        BTreeMap::from([("cpu".to_owned(), quantity("50m")), ("memory".to_owned(), quantity(memory_request))]);
     ResourceRequirements { limits: Some(limits), requests: Some(requests), claims: None }
 }
 

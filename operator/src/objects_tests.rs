@@ -71,7 +71,9 @@ fn run_container_wraps_the_program_in_the_runner() {
     assert_eq!(flag("--max-output-bytes").as_deref(), Some("65536"));
     assert_eq!(flag("--memory-limit-bytes").as_deref(), Some("67108864"), "the runner holds the program to 64Mi");
     let limits = run.resources.as_ref().unwrap().limits.as_ref().unwrap();
-    assert_eq!(limits["memory"].0, ((64 + 96) << 20).to_string(), "the sandbox gets headroom above it");
+    assert_eq!(limits["memory"].0, ((64 + 256) << 20).to_string(), "the sandbox gets headroom above it");
+    let requests = run.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["memory"].0, ((64 + 64) << 20).to_string(), "the scheduler counts the program and the sandbox");
     assert_eq!(limits["cpu"].0, "1");
 }
 

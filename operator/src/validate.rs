@@ -13,8 +13,10 @@ pub struct Program {
     pub argv: Vec<String>,
     /// The user's memory limit, which the runner enforces.
     pub memory_limit_bytes: u64,
-    /// The container's limit: the user's plus the sandbox overhead.
-    pub container_memory_bytes: u64,
+    /// The container's memory request: the user's limit plus the sandbox overhead.
+    pub container_memory_request_bytes: u64,
+    /// The container's memory limit: the user's limit plus the headroom.
+    pub container_memory_limit_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,6 +44,7 @@ pub fn program(spec: &ExecutionSpec, config: &OperatorConfig) -> Result<Program,
     let memory_limit_bytes =
         memory_bytes(spec.memory()).ok_or_else(|| SpecError::BadMemory(spec.memory().to_owned()))?;
     let overhead = memory_bytes(&config.sandbox_memory_overhead).unwrap_or(0);
+    let headroom = memory_bytes(&config.sandbox_memory_headroom).unwrap_or(0).max(overhead);
     let (image, argv) = match (&spec.language, &spec.image) {
         (Some(language), None) => {
             let runtime = config.runtimes.get(language).ok_or(SpecError::NoRuntime(language.as_str()))?;
@@ -62,7 +65,8 @@ pub fn program(spec: &ExecutionSpec, config: &OperatorConfig) -> Result<Program,
         image,
         argv: with_args(argv, &spec.args),
         memory_limit_bytes,
-        container_memory_bytes: memory_limit_bytes.saturating_add(overhead),
+        container_memory_request_bytes: memory_limit_bytes.saturating_add(overhead),
+        container_memory_limit_bytes: memory_limit_bytes.saturating_add(headroom),
     })
 }
 
@@ -118,7 +122,8 @@ mod tests {
         assert_eq!(p.image, "localhost/sandrun-python:bookworm");
         assert_eq!(p.argv, ["python3", "main.py", "--flag"]);
         assert_eq!(p.memory_limit_bytes, 256 << 20);
-        assert_eq!(p.container_memory_bytes, (256 + 96) << 20);
+        assert_eq!(p.container_memory_request_bytes, (256 + 64) << 20);
+        assert_eq!(p.container_memory_limit_bytes, (256 + 256) << 20);
     }
 
     #[test]

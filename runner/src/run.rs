@@ -16,7 +16,7 @@ use crate::protocol::RunResult;
 /// A daemonized grandchild may hold them open; its output is not waited for.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often the program is checked for exit, deadline and memory.
-const POLL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
