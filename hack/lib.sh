@@ -20,3 +20,39 @@ build_rust() {
     cargo build --release --locked -p sandrun-runner --target x86_64-unknown-linux-gnu
   cargo build --locked -p sandrun-operator -p sandrun-gateway -p sandrun-cli
 }
+
+# Host processes (operator, gateway) run detached, tracked by a pid file;
+# a stop also finds one whose pid file went with a purged state dir.
+daemon_running() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# daemon_stop PIDFILE COMMAND-LINE
+daemon_stop() {
+  local pidfile=$1 cmdline=$2 pid
+  if daemon_running "$pidfile"; then
+    pid=$(cat "$pidfile")
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  pkill -TERM -x -f "$cmdline" 2>/dev/null && sleep 1
+  pkill -KILL -x -f "$cmdline" 2>/dev/null || true
+}
+
+# daemon_start NAME PIDFILE LOG READY-URL COMMAND [ARG...]
+daemon_start() {
+  local name=$1 pidfile=$2 log=$3 ready=$4
+  shift 4
+  [[ -x $1 ]] || die "no $name binary at $1: run hack/up.sh"
+  mkdir -p "$(dirname "$log")" "$(dirname "$pidfile")"
+  # setsid: it must outlive the shell that started it.
+  setsid "$@" >>"$log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  for _ in $(seq 100); do
+    curl -fsS "$ready" >/dev/null 2>&1 && return 0
+    daemon_running "$pidfile" || { tail -20 "$log" >&2; die "the $name exited"; }
+    sleep 0.2
+  done
+  tail -20 "$log" >&2
+  die "the $name did not become ready"
+}

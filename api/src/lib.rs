@@ -112,6 +112,30 @@ pub struct ExecutionView {
     pub links: Links,
 }
 
+impl ExecutionView {
+    /// A view with only an id and a state; the rest empty.
+    pub fn new(id: &str, status: State) -> Self {
+        Self {
+            links: Links { self_: format!("/v1/executions/{id}"), ws: "/v1/ws".to_owned() },
+            id: id.to_owned(),
+            status,
+            language: None,
+            reason: None,
+            message: None,
+            exit_code: None,
+            stdout: None,
+            stderr: None,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            duration_millis: None,
+            peak_memory_bytes: None,
+            created_at: None,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct Links {
     #[serde(rename = "self")]

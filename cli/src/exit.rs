@@ -29,27 +29,9 @@ pub fn exit_code(view: &ExecutionView) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sandrun_api::Links;
 
     fn view(status: State, exit_code: Option<i32>) -> ExecutionView {
-        ExecutionView {
-            id: "run-x".into(),
-            status,
-            language: None,
-            reason: None,
-            message: None,
-            exit_code,
-            stdout: None,
-            stderr: None,
-            stdout_truncated: false,
-            stderr_truncated: false,
-            duration_millis: None,
-            peak_memory_bytes: None,
-            created_at: None,
-            started_at: None,
-            completed_at: None,
-            links: Links { self_: String::new(), ws: String::new() },
-        }
+        ExecutionView { exit_code, ..ExecutionView::new("run-x", status) }
     }
 
     #[test]

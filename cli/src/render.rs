@@ -126,27 +126,9 @@ pub fn table(items: &[ExecutionView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sandrun_api::Links;
 
     fn view(id: &str, status: State) -> ExecutionView {
-        ExecutionView {
-            id: id.into(),
-            status,
-            language: Some("python".into()),
-            reason: None,
-            message: None,
-            exit_code: None,
-            stdout: None,
-            stderr: None,
-            stdout_truncated: false,
-            stderr_truncated: false,
-            duration_millis: None,
-            peak_memory_bytes: None,
-            created_at: None,
-            started_at: None,
-            completed_at: None,
-            links: Links { self_: String::new(), ws: String::new() },
-        }
+        ExecutionView { language: Some("python".into()), ..ExecutionView::new(id, status) }
     }
 
     #[test]

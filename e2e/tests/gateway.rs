@@ -245,13 +245,25 @@ impl Drop for SecondGateway {
     }
 }
 
+/// Also: keys from a Secret work like keys from a file.
 #[tokio::test]
 async fn replicas_work_side_by_side() {
     let gw = Gateway::from_env();
     let state = std::env::var("SANDRUN_STATE").unwrap_or_else(|_| "/var/lib/sandrun-cluster".into());
     let addr = "127.0.0.1:8091";
+    // This replica reads its keys from a Secret rather than a file.
+    let keys = std::fs::read_to_string(format!("{state}/config/gateway-keys.yaml")).expect("keys file");
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta { name: Some("e2e-gateway-keys".into()), ..Default::default() },
+        string_data: Some([("keys.yaml".to_owned(), keys)].into()),
+        ..Default::default()
+    };
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube::Client::try_default().await.expect("kube client"), "sandrun-demo");
+    let apply = kube::api::PatchParams::apply("sandrun-e2e").force();
+    secrets.patch("e2e-gateway-keys", &apply, &kube::api::Patch::Apply(&secret)).await.expect("keys Secret");
     let child = std::process::Command::new(sandrun_e2e::built_binary("sandrun-gateway"))
-        .args(["--listen", addr, "--keys-file", &format!("{state}/config/gateway-keys.yaml")])
+        .args(["--listen", addr, "--keys-secret", "sandrun-demo/e2e-gateway-keys"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

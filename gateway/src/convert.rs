@@ -6,7 +6,7 @@
 use kube::ResourceExt;
 use sandrun_crds::{EnvVar, Execution, ExecutionSpec, Language, Limits, Phase, Source, SourceFile};
 
-use crate::api::{ExecutionView, FileInput, Links, State, SubmitRequest};
+use crate::api::{ExecutionView, FileInput, State, SubmitRequest};
 use crate::error::ApiError;
 
 pub const MAX_FILES: usize = sandrun_crds::MAX_SOURCE_FILES;
@@ -142,12 +142,8 @@ pub fn state(phase: Phase) -> State {
 }
 
 pub fn view(execution: &Execution) -> ExecutionView {
-    let id = execution.name_any();
     let status = execution.status.clone().unwrap_or_default();
     ExecutionView {
-        links: Links { self_: format!("/v1/executions/{id}"), ws: "/v1/ws".to_owned() },
-        id,
-        status: state(status.phase),
         language: execution.spec.language.map(|l| l.as_str().to_owned()),
         reason: status.reason,
         message: status.message,
@@ -161,6 +157,7 @@ pub fn view(execution: &Execution) -> ExecutionView {
         created_at: execution.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
         started_at: status.start_time.map(|t| t.0.to_string()),
         completed_at: status.completion_time.map(|t| t.0.to_string()),
+        ..ExecutionView::new(&execution.name_any(), state(status.phase))
     }
 }
 

@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::Client;
 use prometheus_client::registry::Registry;
-use sandrun_crds::Execution;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Keys;
@@ -78,25 +76,13 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// Ready when the API server answers, the CRD exists and the watch has
 /// its first list.
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    let api: Api<Execution> = Api::all(state.client.clone());
-    match tokio::time::timeout(Duration::from_secs(2), api.list_metadata(&ListParams::default().limit(1))).await {
-        Ok(Ok(_)) if state.hub.is_ready() => (StatusCode::OK, "ok\n".to_owned()),
-        Ok(Ok(_)) => (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet\n".to_owned()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot list Executions: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "API server did not answer in 2s\n".to_owned()),
+    match sandrun_telemetry::api_ready(&state.client).await {
+        Ok(()) if state.hub.is_ready() => (StatusCode::OK, "ok\n".to_owned()),
+        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet\n".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            body,
-        ),
-        Err(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encoding failed\n".to_owned())
-        }
-    }
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    sandrun_telemetry::metrics_response(&state.registry)
 }

@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Keys, KeysError};
 use crate::hub::Hub;
@@ -70,16 +69,6 @@ pub enum StartError {
     },
 }
 
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 async fn load_keys(args: &Args, client: &Client) -> Result<Keys, StartError> {
     if let Some(path) = &args.keys_file {
         let text =
@@ -118,14 +107,6 @@ pub async fn run(args: Args) -> Result<(), StartError> {
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    } else {
-        let _ = ctrl_c.await;
-    }
+    sandrun_telemetry::shutdown_signal().await;
     info!("shutting down");
 }

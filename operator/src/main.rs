@@ -1,5 +1,6 @@
 use clap::Parser;
-use sandrun_operator::startup::{init_logging, run, Args};
+use sandrun_operator::startup::{run, Args};
+use sandrun_telemetry::init_logging;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

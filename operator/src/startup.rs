@@ -9,7 +9,6 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use prometheus_client::registry::Registry;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::OperatorConfig;
 use crate::error::{Error, Result};
@@ -36,16 +35,6 @@ pub struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SANDRUN_LOG_JSON")]
     pub log_json: bool,
-}
-
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 fn load_config(path: Option<&str>) -> Result<OperatorConfig> {
@@ -85,27 +74,12 @@ pub async fn run(args: Args) -> Result<()> {
         let _ = controller_stop.wait_for(|stop| *stop).await;
     });
     let signals = async move {
-        shutdown_signal().await;
+        sandrun_telemetry::shutdown_signal().await;
         info!("shutting down");
         let _ = stop_tx.send(true);
     };
     let (served, (), ()) = tokio::join!(server, controller, signals);
     served.map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = ctrl_c.await;
 }
 
 fn hostname() -> Option<String> {
