@@ -55,6 +55,12 @@ impl Gateway {
         reqwest::Client::builder().timeout(Duration::from_secs(150)).build().expect("http client")
     }
 
+    /// GET `path` with `token` and decode the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, token: &str, path: &str) -> T {
+        let response = self.http().get(format!("{}{path}", self.url)).bearer_auth(token).send().await.expect("GET");
+        response.json().await.unwrap_or_else(|e| panic!("GET {path}: not the expected JSON: {e}"))
+    }
+
     pub async fn connect(&self, token: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
         let mut request = format!("{}/v1/ws", self.url.replacen("http", "ws", 1)).into_client_request()?;
         request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().expect("header"));

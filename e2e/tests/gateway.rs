@@ -43,16 +43,7 @@ async fn rest_submit_answers_at_once_and_polling_gets_the_result() {
     assert_eq!(queued.status, State::Queued);
     let deadline = std::time::Instant::now() + FINAL_WITHIN;
     loop {
-        let current: ExecutionView = gw
-            .http()
-            .get(format!("{}{}", gw.url, queued.links.self_))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let current: ExecutionView = gw.get_json(&token, &queued.links.self_).await;
         if current.status.is_final() {
             assert_eq!((current.status, current.stdout.as_deref()), (State::Succeeded, Some("polled\n")));
             break;
@@ -60,16 +51,7 @@ async fn rest_submit_answers_at_once_and_polling_gets_the_result() {
         assert!(std::time::Instant::now() < deadline, "never finished: {current:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let list: sandrun_api::ExecutionList = gw
-        .http()
-        .get(format!("{}/v1/executions?status=succeeded&limit=500", gw.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: sandrun_api::ExecutionList = gw.get_json(&token, "/v1/executions?status=succeeded&limit=500").await;
     assert!(list.items.iter().any(|v| v.id == queued.id), "listed");
     assert!(list.items.iter().all(|v| v.status == State::Succeeded));
 }
