@@ -55,10 +55,6 @@ impl Hub {
         self.store.state().into_iter().filter(|e| e.metadata.namespace.as_deref() == Some(namespace)).collect()
     }
 
-    pub async fn wait_ready(&self) {
-        let _ = self.store.wait_until_ready().await;
-    }
-
     pub fn is_ready(&self) -> bool {
         // A store that has seen its first list answers at once.
         futures::FutureExt::now_or_never(self.store.wait_until_ready()).is_some()

@@ -62,7 +62,7 @@ pub async fn submit(
     let Some(wait) = wait else {
         return Ok((StatusCode::ACCEPTED, Json(view(&created))).into_response());
     };
-    let latest = wait_final(&state, &tenant.namespace, &id, wait).await.unwrap_or_else(|| Arc::new(created));
+    let latest = wait_final(&state, &tenant.namespace, &id, wait, Arc::new(created)).await;
     let shown = view(&latest);
     let code = if shown.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown)).into_response())
@@ -114,17 +114,24 @@ fn is_final(execution: &Execution) -> bool {
 }
 
 /// Waits on the shared watch until the Execution is final or time is up;
-/// returns the latest state seen.
-pub async fn wait_final(state: &AppState, namespace: &str, id: &str, wait: Duration) -> Option<Arc<Execution>> {
+/// returns the latest state seen, `created` if the watch showed nothing newer.
+pub async fn wait_final(
+    state: &AppState,
+    namespace: &str,
+    id: &str,
+    wait: Duration,
+    created: Arc<Execution>,
+) -> Arc<Execution> {
     let mut updates = state.hub.subscribe();
-    let mut latest = fetch(state, namespace, id).await.ok();
+    // Subscribed first, so nothing between the create and now is missed.
+    let mut latest = state.hub.get(namespace, id).unwrap_or(created);
     let deadline = tokio::time::Instant::now() + wait;
-    while !latest.as_deref().is_some_and(is_final) {
+    while !is_final(&latest) {
         tokio::select! {
             update = updates.recv() => match update {
-                Ok(e) if e.metadata.namespace.as_deref() == Some(namespace) && e.metadata.name.as_deref() == Some(id) => latest = Some(e),
+                Ok(e) if e.metadata.namespace.as_deref() == Some(namespace) && e.metadata.name.as_deref() == Some(id) => latest = e,
                 Ok(_) => {}
-                Err(RecvError::Lagged(_)) => latest = state.hub.get(namespace, id).or(latest),
+                Err(RecvError::Lagged(_)) => latest = state.hub.get(namespace, id).unwrap_or(latest),
                 Err(RecvError::Closed) => break,
             },
             _ = tokio::time::sleep_until(deadline) => break,

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Resource;
 use sandrun_crds::Execution;
 
@@ -264,12 +264,6 @@ fn empty_dir(name: &str, size: &str) -> Volume {
         empty_dir: Some(EmptyDirVolumeSource { medium: None, size_limit: Some(Quantity(size.to_owned())) }),
         ..Default::default()
     }
-}
-
-/// The owner reference children must carry, for comparisons in tests and
-/// for checking that an existing Job is really ours.
-pub fn owner_of(execution: &Execution) -> Option<OwnerReference> {
-    execution.controller_owner_ref(&())
 }
 
 #[cfg(test)]

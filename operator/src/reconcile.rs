@@ -100,13 +100,16 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         None => None,
     };
     let frame = match &pod {
-        Some(pod) if run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
+        Some(pod) if status::run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
         _ => None,
     };
     let observed =
         Observed { job: job.as_ref(), pod: pod.as_ref(), frame, job_was_created: previous.job_name.is_some() };
     let mut next = status::derive(execution, &observed, &now);
-    status::fit_to_object_limit(&mut next, spec_bytes(execution));
+    if next.stdout.is_some() || next.stderr.is_some() {
+        // Only a finished run carries output; size the spec just then.
+        status::fit_to_object_limit(&mut next, spec_bytes(execution));
+    }
     if next != previous {
         write_status(ctx, execution, &namespace, &next).await?;
         announce(ctx, execution, &previous, &next).await;
@@ -151,6 +154,7 @@ async fn create_children(
 async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
         + Clone
         + Serialize
         + serde::de::DeserializeOwned
@@ -160,16 +164,7 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
         .await
-        .map_err(|source| Error::Apply { kind: type_name::<K>(), name, source })
-}
-
-fn type_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Job" => "Job",
-        "ConfigMap" => "ConfigMap",
-        "NetworkPolicy" => "NetworkPolicy",
-        _ => "object",
-    }
+        .map_err(|source| Error::Apply { kind: K::KIND, name, source })
 }
 
 fn owned_by(job: &Job, execution: &Execution) -> bool {
@@ -189,15 +184,6 @@ async fn newest_pod(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<
         source,
     })?;
     Ok(list.items.into_iter().max_by_key(|p| p.creation_timestamp().map(|t| t.0)))
-}
-
-fn run_terminated(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == RUN_CONTAINER))
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.terminated.is_some())
 }
 
 async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {

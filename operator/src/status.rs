@@ -289,6 +289,11 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
     }
 }
 
+/// Whether the run container has ended, so the runner's frame can be read.
+pub fn run_terminated(pod: &Pod) -> bool {
+    container_state(pod, RUN_CONTAINER, false).is_some_and(|s| s.terminated.is_some())
+}
+
 fn container_state(pod: &Pod, name: &str, init: bool) -> Option<ContainerState> {
     let status = pod.status.as_ref()?;
     let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
