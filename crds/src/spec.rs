@@ -80,7 +80,8 @@ pub struct ExecutionSpec {
     #[serde(default)]
     pub limits: Limits,
 
-    /// RuntimeClass for the pod. Defaults to `runsc` (gVisor).
+    /// RuntimeClass for the pod. Defaults to the operator's (`runsc`, gVisor);
+    /// others only where the operator allows them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub runtime_class_name: Option<String>,
@@ -190,10 +191,6 @@ impl ExecutionSpec {
 
     pub fn memory(&self) -> &str {
         self.limits.memory.as_deref().unwrap_or(DEFAULT_MEMORY)
-    }
-
-    pub fn runtime_class(&self) -> &str {
-        self.runtime_class_name.as_deref().unwrap_or(DEFAULT_RUNTIME_CLASS)
     }
 
     /// The entry file: `source.entry`, else the first file.

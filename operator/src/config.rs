@@ -31,6 +31,11 @@ pub struct OperatorConfig {
     /// the runner's (with a result) and not the host's (without one).
     pub sandbox_memory_headroom: String,
     pub runtimes: BTreeMap<Language, Runtime>,
+    /// RuntimeClass of sandbox pods whose Execution names none.
+    pub runtime_class_name: String,
+    /// Further RuntimeClasses an Execution may ask for. Empty by default: a
+    /// user who could pick `runc` would leave the gVisor sandbox.
+    pub allowed_runtime_classes: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -61,6 +66,8 @@ impl Default for OperatorConfig {
                 (Language::Node, runtime("localhost/sandrun-node:bookworm", "node")),
                 (Language::Bash, runtime("localhost/sandrun-bash:bookworm", "bash")),
             ]),
+            runtime_class_name: sandrun_crds::DEFAULT_RUNTIME_CLASS.to_owned(),
+            allowed_runtime_classes: Vec::new(),
         }
     }
 }

@@ -43,6 +43,12 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("leader election: {0}")]
+    Election(#[source] kube_lease_manager::LeaseManagerError),
+    #[error("leader election stopped")]
+    ElectionStopped,
+    #[error("lost the lease to another replica")]
+    LeadershipLost,
     #[error("connecting to Kubernetes: {0}")]
     Connect(#[source] kube::Error),
     #[error("serving HTTP on {addr}: {source}")]
@@ -64,6 +70,7 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
             Error::Connect(_) => "connect",
+            Error::Election(_) | Error::ElectionStopped | Error::LeadershipLost => "election",
             Error::Serve { .. } => "serve",
         }
     }

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod error;
 pub mod http;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod objects;
 pub mod quantity;

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     pub finished: Family<PhaseLabels, Counter>,
     pub jobs_created: Counter,
+    /// 1 while this replica holds the lease (always 0 without leader election).
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -34,6 +37,7 @@ impl Metrics {
             reconcile_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             finished: Family::default(),
             jobs_created: Counter::default(),
+            leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("sandrun_operator");
         r.register("reconciles", "Reconciliations run", m.reconciles.clone());
@@ -41,6 +45,7 @@ impl Metrics {
         r.register("reconcile_duration_seconds", "Time spent in one reconciliation", m.reconcile_seconds.clone());
         r.register("executions_finished", "Executions that reached a terminal phase", m.finished.clone());
         r.register("jobs_created", "Jobs created for Executions", m.jobs_created.clone());
+        r.register("leader", "Whether this replica holds the leader lease", m.leader.clone());
         m
     }
 }

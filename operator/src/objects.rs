@@ -141,7 +141,7 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
     };
 
     let pod = PodSpec {
-        runtime_class_name: Some(spec.runtime_class().to_owned()),
+        runtime_class_name: Some(program.runtime_class.clone()),
         restart_policy: Some("Never".to_owned()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),

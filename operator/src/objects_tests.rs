@@ -1,5 +1,5 @@
 use super::*;
-use crate::validate::program;
+use crate::validate::{program, SpecError};
 use sandrun_crds::{ExecutionSpec, Language, Limits, Source, SourceFile};
 
 fn execution(spec: ExecutionSpec) -> Execution {
@@ -122,13 +122,24 @@ fn user_env_is_kept_and_defaults_do_not_override_it() {
 }
 
 #[test]
-fn runtime_class_and_ttl_follow_the_spec() {
+fn runtime_class_and_ttl_follow_the_spec_within_what_the_operator_allows() {
     let mut e = python_hello();
     e.spec.runtime_class_name = Some("runc".into());
     e.spec.ttl_seconds_after_finished = Some(30);
-    let spec = job_of(&e).spec.unwrap();
+    assert_eq!(
+        program(&e.spec, &OperatorConfig::default()),
+        Err(SpecError::RuntimeClassNotAllowed("runc".into())),
+        "leaving gVisor must be allowed explicitly"
+    );
+    let config = OperatorConfig { allowed_runtime_classes: vec!["runc".into()], ..OperatorConfig::default() };
+    let p = program(&e.spec, &config).unwrap();
+    let spec = job(&e, "team-a", &p, &config).spec.unwrap();
     assert_eq!(spec.ttl_seconds_after_finished, Some(90));
     assert_eq!(spec.template.spec.unwrap().runtime_class_name.as_deref(), Some("runc"));
+
+    let renamed = OperatorConfig { runtime_class_name: "gvisor".into(), ..OperatorConfig::default() };
+    let p = program(&python_hello().spec, &renamed).unwrap();
+    assert_eq!(p.runtime_class, "gvisor", "the operator's default applies when the spec names none");
 }
 
 #[test]

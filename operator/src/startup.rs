@@ -8,12 +8,14 @@ use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::OperatorConfig;
 use crate::error::{Error, Result};
 use crate::http::{router, HttpState};
 use crate::labels::FIELD_MANAGER;
+use crate::leader::{Election, Leadership};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
 
@@ -35,6 +37,18 @@ pub struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SANDRUN_LOG_JSON")]
     pub log_json: bool,
+    /// Reconcile only while holding a Lease, so that replicas take turns.
+    #[arg(long, env = "SANDRUN_LEADER_ELECT")]
+    pub leader_elect: bool,
+    #[arg(long, env = "SANDRUN_LEASE_NAME", default_value = "sandrun-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (in a pod: its own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// How long a crashed leader blocks the others.
+    #[arg(long, env = "SANDRUN_LEASE_DURATION_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub lease_duration_seconds: u64,
 }
 
 fn load_config(path: Option<&str>) -> Result<OperatorConfig> {
@@ -50,8 +64,14 @@ pub async fn run(args: Args) -> Result<()> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let reporter =
-        Reporter { controller: FIELD_MANAGER.to_owned(), instance: std::env::var("POD_NAME").ok().or_else(hostname) };
+    let identity = std::env::var("POD_NAME").ok().or_else(hostname).unwrap_or_else(|| FIELD_MANAGER.to_owned());
+    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(identity.clone()) };
+    let election = args.leader_elect.then(|| Election {
+        lease_name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        lease_duration_seconds: args.lease_duration_seconds,
+    });
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -64,22 +84,66 @@ pub async fn run(args: Args) -> Result<()> {
         .map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })?;
     info!(addr = %args.http_addr, namespace = args.namespace.as_deref().unwrap_or("*"), "sandrun-operator starting");
     let app = router(Arc::new(HttpState { registry, client }));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut http_stop = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    });
-    let mut controller_stop = stop_rx;
-    let controller = crate::controller::run(ctx, args.namespace, args.concurrency, async move {
-        let _ = controller_stop.wait_for(|stop| *stop).await;
-    });
-    let signals = async move {
+    let http_addr = args.http_addr;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
         sandrun_telemetry::shutdown_signal().await;
         info!("shutting down");
+        let _ = signal_tx.send(true);
+    });
+    let work = async move {
+        let outcome = match election {
+            Some(election) => lead(ctx, &args, &election, stop_rx).await,
+            None => {
+                crate::controller::run(ctx, args.namespace, args.concurrency, stopped(stop_rx)).await;
+                Ok(())
+            }
+        };
+        // Whatever ended the work ends the process: a replica that lost its
+        // lease restarts as a follower.
         let _ = stop_tx.send(true);
+        outcome
     };
-    let (served, (), ()) = tokio::join!(server, controller, signals);
-    served.map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })
+    let (served, worked) = tokio::join!(server, work);
+    served.map_err(|source| Error::Serve { addr: http_addr.to_string(), source })?;
+    worked
+}
+
+/// Reconciles while this replica holds the lease.
+async fn lead(ctx: Arc<Context>, args: &Args, election: &Election, stop: watch::Receiver<bool>) -> Result<()> {
+    let mut leadership = Leadership::campaign(ctx.client.clone(), election).await?;
+    info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity,
+          "waiting to lead");
+    tokio::select! {
+        () = stopped(stop.clone()) => {
+            leadership.step_down().await;
+            return Ok(());
+        }
+        acquired = leadership.acquired() => acquired?,
+    }
+    info!(identity = %election.identity, "leading");
+    ctx.metrics.leader.set(1);
+    let controller = crate::controller::run(ctx.clone(), args.namespace.clone(), args.concurrency, stopped(stop));
+    tokio::pin!(controller);
+    tokio::select! {
+        () = &mut controller => {
+            ctx.metrics.leader.set(0);
+            leadership.step_down().await;
+            Ok(())
+        }
+        // Another replica may already be reconciling: stop at once rather
+        // than drain (reconciles are idempotent, so a cut one is redone).
+        () = leadership.lost() => {
+            ctx.metrics.leader.set(0);
+            Err(Error::LeadershipLost)
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 fn hostname() -> Option<String> {

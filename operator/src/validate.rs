@@ -17,6 +17,7 @@ pub struct Program {
     pub container_memory_request_bytes: u64,
     /// The container's memory limit: the user's limit plus the headroom.
     pub container_memory_limit_bytes: u64,
+    pub runtime_class: String,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -35,6 +36,8 @@ pub enum SpecError {
     TooManyFiles(usize),
     #[error("source path {0:?} must be relative, without empty, '.' or '..' segments")]
     BadPath(String),
+    #[error("runtimeClassName {0:?} is not allowed by this operator")]
+    RuntimeClassNotAllowed(String),
     #[error("memory {0:?} is not a quantity this operator understands (use e.g. 256Mi)")]
     BadMemory(String),
 }
@@ -62,12 +65,23 @@ pub fn program(spec: &ExecutionSpec, config: &OperatorConfig) -> Result<Program,
         _ => return Err(SpecError::LanguageOrImage),
     };
     Ok(Program {
+        runtime_class: runtime_class(spec, config)?,
         image,
         argv: with_args(argv, &spec.args),
         memory_limit_bytes,
         container_memory_request_bytes: memory_limit_bytes.saturating_add(overhead),
         container_memory_limit_bytes: memory_limit_bytes.saturating_add(headroom),
     })
+}
+
+fn runtime_class(spec: &ExecutionSpec, config: &OperatorConfig) -> Result<String, SpecError> {
+    match &spec.runtime_class_name {
+        None => Ok(config.runtime_class_name.clone()),
+        Some(asked) if *asked == config.runtime_class_name || config.allowed_runtime_classes.contains(asked) => {
+            Ok(asked.clone())
+        }
+        Some(asked) => Err(SpecError::RuntimeClassNotAllowed(asked.clone())),
+    }
 }
 
 fn check_source(spec: &ExecutionSpec) -> Result<(), SpecError> {
