@@ -17,5 +17,6 @@ purge:       ## as down, and delete the cluster's state
 	-hack/operator.sh stop
 	cluster/down.sh --purge
 
-crds:        ## regenerate the CRD YAML from the Rust types
+crds:        ## regenerate the CRD YAML (and the chart's copy) from the Rust types
 	cargo run -q -p sandrun-crds --bin crdgen > crds/executions.sandrun.dev.yaml
+	cp crds/executions.sandrun.dev.yaml charts/sandrun/files/crd.yaml

@@ -23,6 +23,7 @@ APT_PACKAGES=(
   iptables nftables conntrack iproute2         # kubelet, kube-proxy, CNI
   openssl curl jq socat util-linux procps      # PKI, health checks, port-forward
   umoci debootstrap                            # local images without a registry
+  python3-yaml                                 # hack/k8s-json-schemas.py (chart lint)
   ca-certificates
 )
 

@@ -20,11 +20,13 @@ kubectl get execution hello-python -o jsonpath='{.status.stderr}'
 echo "---"
 say "apply → Complete in ${elapsed_ms} ms"
 
-say "the same kind of run through the gateway (REST, ?wait=30s)"
+gateway="$(gateway_addr)"
+say "the same kind of run through the in-cluster gateway at $gateway (REST, ?wait=30s)"
 token=$(sed -n 's/.*name: demo, token: \([0-9a-f]*\),.*/\1/p' "$(hack/gateway.sh keys)")
 curl -fsS -H "Authorization: Bearer $token" -H 'content-type: application/json' \
-  "http://${SANDRUN_GATEWAY_ADDR:-127.0.0.1:8090}/v1/executions?wait=30s" \
+  "http://$gateway/v1/executions?wait=30s" \
   -d '{"language":"python","code":"import sys; print(sys.stdin.read().upper())","stdin":"hello through the gateway"}'
 echo
 echo "Use the cluster yourself: source cluster/env.sh && kubectl get executions -A"
-echo "Gateway: http://${SANDRUN_GATEWAY_ADDR:-127.0.0.1:8090} (keys: $(hack/gateway.sh keys))"
+echo "Gateway: http://$gateway (keys: $(hack/gateway.sh keys))"
+echo "Operator and gateway pods: kubectl -n sandrun-system get pods"

@@ -14,9 +14,25 @@ cargo test --locked --workspace --exclude sandrun-e2e
 
 hack/up.sh
 source cluster/env.sh
+export SANDRUN_GATEWAY_ADDR="${SANDRUN_GATEWAY_ADDR:-$(gateway_addr)}"
+
+say "chart: lint, render, validate against the Kubernetes schemas"
+hack/lint-chart.sh
+
+logs_on_failure() {
+  echo "--- last operator and gateway log lines" >&2
+  kubectl -n sandrun-system logs --prefix --tail=40 -l app.kubernetes.io/name=sandrun --max-log-requests=10 >&2 || true
+}
+
 say "end-to-end tests on the local cluster"
 if ! cargo test --locked -p sandrun-e2e -- --test-threads="${E2E_THREADS:-4}"; then
-  echo "--- last operator log lines" >&2
-  tail -50 "$operator_log" >&2
+  logs_on_failure
+  exit 1
+fi
+
+# Last, alone: it uninstalls sandrun, installs it again and kills the leader.
+say "install lifecycle: helm uninstall leaves nothing, install runs, leader failover"
+if ! cargo test --locked -p sandrun-e2e --test install -- --ignored --nocapture; then
+  logs_on_failure
   exit 1
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build sandrun's OCI image archives without a Docker engine.
 #
-#   images/build.sh [pause|python|node|bash|runner ...]   (default: all)
+#   images/build.sh [pause|python|node|bash|runner|operator|gateway ...]   (default: all)
 #
 # Output: $SANDRUN_CACHE/images/<name>_<tag>.oci.tar, one image per archive,
 # named so that `ctr -n k8s.io images import <archive>` (or images/import.sh)
@@ -11,6 +11,8 @@
 #   localhost/sandrun-node:$DEBIAN_SUITE      node
 #   localhost/sandrun-bash:$DEBIAN_SUITE      bash
 #   localhost/sandrun-runner:dev              static /sandrun-runner only
+#   localhost/sandrun-operator:dev            static /sandrun-operator only
+#   localhost/sandrun-gateway:dev             static /sandrun-gateway only
 #
 # Each archive is rebuilt only when its key (hash of this script, versions.env
 # and the image's own inputs) changes. The Debian rootfs comes from
@@ -22,6 +24,8 @@
 #   RUNNER_BIN     static sandrun-runner binary (default
 #                  ${CARGO_TARGET_DIR:-<repo>/target}/release/sandrun-runner, else
 #                  the same under x86_64-unknown-linux-{gnu,musl}/)
+#   OPERATOR_BIN, GATEWAY_BIN  static operator and gateway binaries (default:
+#                  the x86_64-unknown-linux-gnu/release ones of CARGO_TARGET_DIR)
 #   DEBIAN_MIRROR  override the mirror taken from the host's apt config
 #   FORCE=1        rebuild even when the key matches
 set -euo pipefail
@@ -47,10 +51,13 @@ default_runner_bin() {
   echo "$t/release/sandrun-runner"
 }
 runner_bin="${RUNNER_BIN:-$(default_runner_bin)}"
+static_dir="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release"
+operator_bin="${OPERATOR_BIN:-$static_dir/sandrun-operator}"
+gateway_bin="${GATEWAY_BIN:-$static_dir/sandrun-gateway}"
 
 readonly SANDBOX_UID=65532
 readonly PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-readonly ALL_IMAGES=(pause python node bash runner)
+readonly ALL_IMAGES=(pause python node bash runner operator gateway)
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
@@ -64,7 +71,7 @@ image_ref() {
     python) echo "localhost/sandrun-python:$DEBIAN_SUITE" ;;
     node)   echo "localhost/sandrun-node:$DEBIAN_SUITE" ;;
     bash)   echo "localhost/sandrun-bash:$DEBIAN_SUITE" ;;
-    runner) echo "localhost/sandrun-runner:dev" ;;
+    runner|operator|gateway) echo "localhost/sandrun-$1:dev" ;;
     *) die "unknown image '$1' (known: ${ALL_IMAGES[*]})" ;;
   esac
 }
@@ -95,10 +102,19 @@ image_key() {
     echo "$img"
     case "$img" in
       pause) cat "$here/pause/pause.c" ;;
-      runner) sha "$runner_bin" ;;
+      runner|operator|gateway) sha "$(binary_of "$img")" ;;
       python|node|bash) debian_mirror ;;
     esac
   } | sha
+}
+
+# binary_of IMG -> the static binary a one-binary image holds.
+binary_of() {
+  case "$1" in
+    runner) echo "$runner_bin" ;;
+    operator) echo "$operator_bin" ;;
+    gateway) echo "$gateway_bin" ;;
+  esac
 }
 
 # up_to_date IMG KEY: archive exists and was built from the same inputs.
@@ -313,7 +329,7 @@ layer_tar() {
 }
 
 # static_check BIN: refuse binaries that need a dynamic loader, since the
-# pause and runner images contain no libc.
+# pause and one-binary images contain no libc.
 static_check() {
   local bin=$1
   if readelf -lW "$bin" 2>/dev/null | grep -q 'Requesting program interpreter'; then
@@ -380,17 +396,20 @@ build_pause() {
   rm -rf "$root" "$work/pause.tar"
 }
 
-build_runner() {
-  local out=$1 root="$work/runner-root"
-  static_check "$runner_bin"
+# build_binary_image IMG OUT: a single static binary, no libc, no shell,
+# run as the unprivileged sandbox uid.
+build_binary_image() {
+  local img=$1 out=$2 bin root="$work/$img-root"
+  bin="$(binary_of "$img")"
+  static_check "$bin"
   rm -rf "$root"
   install -d "$root"
-  install -m 0755 -o 0 -g 0 "$runner_bin" "$root/sandrun-runner"
-  layer_tar "$root" "$work/runner.tar"
-  oci_archive runner "$work/runner.tar" "$out" \
-    --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.entrypoint /sandrun-runner \
+  install -m 0755 -o 0 -g 0 "$bin" "$root/sandrun-$img"
+  layer_tar "$root" "$work/$img.tar"
+  oci_archive "$img" "$work/$img.tar" "$out" \
+    --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.entrypoint "/sandrun-$img" \
     --config.env "$PATH_ENV"
-  rm -rf "$root" "$work/runner.tar"
+  rm -rf "$root" "$work/$img.tar"
 }
 
 build_runtime() {
@@ -413,10 +432,11 @@ build_runtime() {
 
 build_image() {
   local img=$1 key out start
-  if [[ "$img" == runner && ! -f "$runner_bin" ]]; then
-    die "runner binary not found: $runner_bin
-  Build it with: cargo build --release -p sandrun-runner (static), or set RUNNER_BIN."
-  fi
+  case "$img" in
+    runner|operator|gateway)
+      [[ -f "$(binary_of "$img")" ]] || die "$img binary not found: $(binary_of "$img")
+  Build it static: RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p sandrun-$img --target x86_64-unknown-linux-gnu" ;;
+  esac
   key="$(image_key "$img")"
   out="$(archive_path "$img")"
   if up_to_date "$img" "$key"; then
@@ -428,7 +448,7 @@ build_image() {
   rm -f "$out.key"
   case "$img" in
     pause) build_pause "$out" ;;
-    runner) build_runner "$out" ;;
+    runner|operator|gateway) build_binary_image "$img" "$out" ;;
     python|node|bash) build_runtime "$img" "$out" ;;
   esac
   echo "$key" >"$out.key"

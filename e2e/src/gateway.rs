@@ -1,5 +1,5 @@
-//! Talking to the gateway that `hack/up.sh` runs on the host, with the keys
-//! `hack/gateway.sh` generated.
+//! Talking to the gateway that `hack/up.sh` installs in the cluster, through
+//! its Service, with the keys `hack/gateway.sh` generated.
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ impl Gateway {
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; start the gateway with hack/up.sh"));
         let file: KeyFile = serde_yaml::from_str(&text).expect("gateway keys parse");
-        let addr = std::env::var("SANDRUN_GATEWAY_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
+        let addr = std::env::var("SANDRUN_GATEWAY_ADDR").unwrap_or_else(|_| service_addr());
         Self { url: format!("http://{addr}"), keys: file.keys }
     }
 
@@ -66,6 +66,21 @@ impl Gateway {
         request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().expect("header"));
         tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
     }
+}
+
+/// The in-cluster gateway Service's address, reachable from this host
+/// through kube-proxy.
+pub fn service_addr() -> String {
+    let ip = crate::kubectl(&[
+        "-n",
+        "sandrun-system",
+        "get",
+        "service",
+        "sandrun-gateway",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    format!("{ip}:80")
 }
 
 pub async fn send_json(socket: &mut Socket, value: serde_json::Value) {

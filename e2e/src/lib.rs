@@ -94,6 +94,14 @@ fn dump(namespace: &str) {
     }
 }
 
+/// Runs kubectl (KUBECONFIG from cluster/env.sh) and returns its trimmed
+/// stdout; panics with its stderr when it fails.
+pub fn kubectl(args: &[&str]) -> String {
+    let out = Command::new("kubectl").args(args).output().expect("run kubectl");
+    assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// A one-file program in `language`.
 pub fn program(language: Language, file: &str, code: &str) -> ExecutionSpec {
     ExecutionSpec {

@@ -64,12 +64,14 @@ pub async fn run(args: Args) -> Result<()> {
     let client = Client::try_default().await.map_err(Error::Connect)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let identity = std::env::var("POD_NAME").ok().or_else(hostname).unwrap_or_else(|| FIELD_MANAGER.to_owned());
-    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(identity.clone()) };
+    let instance = std::env::var("POD_NAME").ok().or_else(hostname).unwrap_or_else(|| FIELD_MANAGER.to_owned());
+    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(instance.clone()) };
     let election = args.leader_elect.then(|| Election {
         lease_name: args.lease_name.clone(),
         namespace: args.lease_namespace.clone(),
-        identity,
+        // Per process, not per pod: a container restarted after a crash must
+        // not take its dead predecessor's unexpired lease for its own.
+        identity: format!("{instance}_{}", k8s_openapi::jiff::Timestamp::now().as_millisecond()),
         lease_duration_seconds: args.lease_duration_seconds,
     });
     let ctx = Arc::new(Context {
