@@ -9,6 +9,9 @@ say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
+say "kind-config.yaml: kind's own config types, containerd patches, gVisor mounts"
+hack/check-kind-config.sh
+
 say "unit tests (no cluster)"
 cargo test --locked --workspace --exclude sandrun-e2e
 
