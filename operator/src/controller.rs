@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -39,6 +39,8 @@ pub async fn run(
     let execution_pods = format!("{ROLE_KEY}={ROLE_EXECUTION}");
     Controller::new(api::<Execution>(&client, ns), watcher::Config::default())
         .owns(api::<Job>(&client, ns), watcher::Config::default().labels(&managed))
+        // Only to notice an inputs ConfigMap deleted before its pod started.
+        .owns(api::<ConfigMap>(&client, ns), watcher::Config::default().labels(&managed))
         // Pods are the Job's children, not ours: map them back by label to
         // see Running and waiting reasons as soon as the kubelet reports them.
         .watches(api::<Pod>(&client, ns), watcher::Config::default().labels(&execution_pods), |pod: Pod| {

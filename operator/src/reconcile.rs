@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
@@ -99,6 +99,9 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Some(job) => newest_pod(ctx, &namespace, job).await?,
         None => None,
     };
+    if job.is_some() && previous.job_name.is_some() && status::awaits_inputs(pod.as_ref()) {
+        restore_inputs(execution, ctx, &namespace).await?;
+    }
     let frame = match &pod {
         Some(pod) if status::run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
         _ => None,
@@ -149,6 +152,25 @@ async fn create_children(
     apply(ctx, namespace, &objects::deny_all_network_policy(namespace)).await?;
     apply(ctx, namespace, &objects::config_map(execution, namespace)).await?;
     apply(ctx, namespace, &objects::job(execution, namespace, program, &ctx.config)).await
+}
+
+/// Puts back the inputs ConfigMap if someone deleted it before the pod
+/// mounted it; otherwise the run would wait out its whole start-up allowance.
+async fn restore_inputs(execution: &Execution, ctx: &Context, namespace: &str) -> Result<()> {
+    let wanted = objects::config_map(execution, namespace);
+    let name = wanted.name_any();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    if api
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Read { kind: "ConfigMap", name: name.clone(), source })?
+        .is_none()
+    {
+        warn!(configmap = name, "inputs ConfigMap is gone before the pod started; applying it again");
+        apply(ctx, namespace, &wanted).await?;
+        publish(ctx, execution, EventType::Warning, "InputsRestored", format!("re-created ConfigMap {name}")).await;
+    }
+    Ok(())
 }
 
 async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K>

@@ -289,6 +289,12 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
     }
 }
 
+/// Whether the pod may still have to mount the inputs ConfigMap: until it
+/// leaves Pending, a ConfigMap deleted by hand holds it in ContainerCreating.
+pub fn awaits_inputs(pod: Option<&Pod>) -> bool {
+    pod.and_then(|p| p.status.as_ref()).and_then(|s| s.phase.as_deref()).is_none_or(|phase| phase == "Pending")
+}
+
 /// Whether the run container has ended, so the runner's frame can be read.
 pub fn run_terminated(pod: &Pod) -> bool {
     container_state(pod, RUN_CONTAINER, false).is_some_and(|s| s.terminated.is_some())

@@ -339,3 +339,18 @@ fn a_job_deadline_after_the_program_started_is_a_timeout() {
     let s = derive(&e, &Observed { job: Some(&deadline), job_was_created: true, ..Default::default() }, &now());
     assert_eq!((s.phase, s.reason.as_deref()), (Phase::TimedOut, Some(reasons::DEADLINE_EXCEEDED)));
 }
+
+#[test]
+fn inputs_are_needed_until_the_pod_leaves_pending() {
+    let cases = [
+        (None, true),
+        (Some(pod(json!({}))), true),
+        (Some(pod(json!({"phase": "Pending"}))), true),
+        (Some(pod(json!({"phase": "Running"}))), false),
+        (Some(pod(json!({"phase": "Succeeded"}))), false),
+        (Some(pod(json!({"phase": "Failed"}))), false),
+    ];
+    for (pod, want) in cases {
+        assert_eq!(awaits_inputs(pod.as_ref()), want, "{:?}", pod.and_then(|p| p.status).and_then(|s| s.phase));
+    }
+}

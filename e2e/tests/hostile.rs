@@ -1,0 +1,419 @@
+//! Hostile code: each case is an Execution that tries to get out of its
+//! sandbox or to break what watches it. Every one must end in a well-formed
+//! terminal status that shows it failed to, and the cluster must be as
+//! healthy afterwards as before. Prints a table of what was tried and what
+//! happened.
+//!
+//! Ignored by default so that `hack/test.sh` can run it on its own with the
+//! table shown (`--ignored --nocapture`).
+
+use kube::api::{Api, PostParams};
+use kube::ResourceExt;
+use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
+use sandrun_e2e::{kubectl, program, python, status_of, with_limits, TestNamespace};
+
+/// What a case's status must show; `Err` says what it shows instead.
+type Check = fn(&ExecutionStatus) -> Result<(), String>;
+
+struct Case {
+    name: &'static str,
+    tried: &'static str,
+    expected: &'static str,
+    spec: ExecutionSpec,
+    check: Check,
+}
+
+const NETWORK_PROBE: &str = r#"
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((host, int(port)))
+        print("OPEN", target)
+    except OSError as e:
+        print("blocked", target, type(e).__name__)
+for name in ["kubernetes.default.svc.cluster.local", "example.com"]:
+    try:
+        print("RESOLVED", name, socket.getaddrinfo(name, 443)[0][4])
+    except OSError as e:
+        print("no-dns", name, type(e).__name__)
+"#;
+
+const CREDENTIALS_PROBE: &str = r#"
+import os
+print("token-mounted", os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount"))
+words = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AWS_", "KEY")
+print("suspicious-env", sorted(k for k in os.environ if any(w in k.upper() for w in words)))
+print("env", sorted(os.environ))
+"#;
+
+const FILESYSTEM_PROBE: &str = r#"
+import os
+for path in ["/etc/probe", "/usr/bin/probe", "/probe", "/sandrun/probe", "/workspace/../etc/probe"]:
+    try:
+        open(path, "w").write("x")
+        print("WROTE", path)
+    except OSError as e:
+        print("read-only", path, e.errno)
+for path in ["/workspace/probe", "/tmp/probe"]:
+    open(path, "w").write("x")
+    print("writable", path)
+for path in ["/var/lib/kubelet", "/var/lib/sandrun-cluster", "/etc/kubernetes", "/run/containerd",
+             "/var/run/docker.sock", "/proc/1/root/var/lib/kubelet", "/host", "/root/.kube"]:
+    print("VISIBLE" if os.path.exists(path) else "invisible", path)
+print("kernel", os.uname().release)
+"#;
+
+const DISK_FILL: &str = r#"
+import os
+written = 0
+chunk = b"\0" * (1 << 20)
+try:
+    with open("/workspace/fill", "wb") as f:
+        while written < (2 << 30):
+            f.write(chunk)
+            written += len(chunk)
+            if written % (64 << 20) == 0:
+                f.flush()
+                os.fsync(f.fileno())
+    print("FILLED", written >> 20, "MiB")
+except OSError as e:
+    print("stopped", written >> 20, "MiB", e.errno)
+"#;
+
+const PRIVILEGE_PROBE: &str = r#"
+import os
+try:
+    os.setuid(0)
+    print("SETUID-WORKED")
+except PermissionError as e:
+    print("setuid-denied", e.errno)
+try:
+    os.chown("/workspace", 0, 0)
+    print("CHOWN-WORKED")
+except PermissionError as e:
+    print("chown-denied", e.errno)
+for line in open("/proc/self/status"):
+    if line.startswith(("Uid:", "CapEff:", "CapPrm:", "CapAmb:", "NoNewPrivs:")):
+        print(" ".join(line.split()))
+setuid = []
+for root in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]:
+    for name in os.listdir(root):
+        try:
+            if os.stat(os.path.join(root, name)).st_mode & 0o4000:
+                setuid.append(name)
+        except OSError:
+            pass
+print("setuid-binaries", sorted(set(setuid)))
+"#;
+
+fn limits(timeout_seconds: u32, memory: Option<&str>) -> Limits {
+    Limits { timeout_seconds: Some(timeout_seconds), memory: memory.map(str::to_owned), ..Default::default() }
+}
+
+fn stdout(s: &ExecutionStatus) -> &str {
+    s.stdout.as_deref().unwrap_or("")
+}
+
+fn finished_with(s: &ExecutionStatus, phase: Phase) -> Result<(), String> {
+    if s.phase == phase {
+        Ok(())
+    } else {
+        Err(format!("phase {:?} ({:?}: {:?})", s.phase, s.reason, s.message))
+    }
+}
+
+/// Succeeded, and no output line starts with one of the `breaches` words.
+fn clean_run(s: &ExecutionStatus, breaches: &[&str]) -> Result<(), String> {
+    finished_with(s, Phase::Succeeded)?;
+    match stdout(s).lines().find(|line| breaches.iter().any(|b| line.starts_with(b))) {
+        Some(line) => Err(format!("breach: {line}")),
+        None => Ok(()),
+    }
+}
+
+fn has_line(s: &ExecutionStatus, wanted: &str) -> Result<(), String> {
+    if stdout(s).lines().any(|line| line == wanted) {
+        Ok(())
+    } else {
+        Err(format!("no line {wanted:?} in {:?}", stdout(s)))
+    }
+}
+
+/// Addresses a sandbox must not reach: the API server (Service and real
+/// address), another pod (the gateway), CoreDNS, and the internet.
+fn network_targets() -> Vec<String> {
+    let node_ip =
+        kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    let gateway_pod = kubectl(&[
+        "-n",
+        "sandrun-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/component=gateway",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
+    ]);
+    vec![
+        "10.96.0.1:443".to_owned(),
+        format!("{node_ip}:6443"),
+        format!("{gateway_pod}:8090"),
+        format!("{node_ip}:53"),
+        "1.1.1.1:443".to_owned(),
+    ]
+}
+
+fn cases() -> Vec<Case> {
+    let mut network = python(NETWORK_PROBE);
+    network.args = network_targets();
+    vec![
+        Case {
+            name: "network",
+            tried: "TCP to the API server (Service, node), the gateway pod, node DNS, 1.1.1.1; DNS lookups",
+            expected: "every connect and lookup fails",
+            spec: with_limits(network, limits(60, None)),
+            check: |s| {
+                clean_run(s, &["OPEN", "RESOLVED"])?;
+                let blocked = stdout(s).lines().filter(|l| l.starts_with("blocked")).count();
+                if blocked == 5 {
+                    Ok(())
+                } else {
+                    Err(format!("{blocked} of 5 connects reported blocked"))
+                }
+            },
+        },
+        Case {
+            name: "credentials",
+            tried: "look for a service-account token and secrets in the environment",
+            expected: "no token mounted, no secret-like variables",
+            spec: python(CREDENTIALS_PROBE),
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                has_line(s, "token-mounted False")?;
+                has_line(s, "suspicious-env []")
+            },
+        },
+        Case {
+            name: "filesystem",
+            tried: "write outside the workspace, look for host paths, read the kernel version",
+            expected: "root read-only, host paths invisible, gVisor's kernel",
+            spec: python(FILESYSTEM_PROBE),
+            check: |s| {
+                clean_run(s, &["WROTE", "VISIBLE"])?;
+                has_line(s, "writable /workspace/probe")?;
+                has_line(s, "kernel 4.4.0")
+            },
+        },
+        Case {
+            name: "disk fill",
+            tried: "write 2 GiB into the 256Mi workspace",
+            expected: "stopped near the limit, or the pod evicted: never 2 GiB",
+            spec: with_limits(python(DISK_FILL), limits(60, None)),
+            check: |s| match (s.phase, stdout(s).split_whitespace().collect::<Vec<_>>().as_slice()) {
+                (_, ["FILLED", ..]) => Err(format!("wrote everything: {}", stdout(s))),
+                (Phase::Succeeded, ["stopped", mib, "MiB", _]) if mib.parse::<u32>().is_ok_and(|m| m <= 320) => Ok(()),
+                (Phase::Failed, _) if s.reason.is_some() => Ok(()),
+                _ => Err(format!("{:?} {:?}: {}", s.phase, s.reason, stdout(s))),
+            },
+        },
+        Case {
+            name: "fork bomb",
+            tried: "bash fork bomb for 5 s",
+            expected: "killed at the deadline or the memory limit; node unharmed",
+            spec: with_limits(program(Language::Bash, "bomb.sh", ":(){ :|:& };:"), limits(5, Some("128Mi"))),
+            check: |s| match s.phase {
+                Phase::TimedOut | Phase::Failed => Ok(()),
+                other => Err(format!("phase {other:?}")),
+            },
+        },
+        Case {
+            name: "memory bomb",
+            tried: "allocate without end under a 128Mi limit",
+            expected: "OOMKilled",
+            spec: with_limits(
+                python("a = []\nwhile True:\n    a.append(bytearray(16 << 20))\n"),
+                limits(30, Some("128Mi")),
+            ),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                (s.reason.as_deref() == Some("OOMKilled")).then_some(()).ok_or(format!("reason {:?}", s.reason))
+            },
+        },
+        Case {
+            name: "infinite loop",
+            tried: "spin for ever with a 3 s timeout",
+            expected: "TimedOut at 3 s (±1 s)",
+            spec: with_limits(python("while True:\n    pass\n"), limits(3, None)),
+            check: |s| {
+                finished_with(s, Phase::TimedOut)?;
+                match s.duration_millis {
+                    Some(ms) if (2000..=4000).contains(&ms) => Ok(()),
+                    other => Err(format!("duration {other:?} ms")),
+                }
+            },
+        },
+        Case {
+            name: "1 GB of output",
+            tried: "write 1 GiB to stdout",
+            expected: "truncated to the cap; the Execution stays small",
+            spec: with_limits(
+                python("import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n"),
+                limits(120, None),
+            ),
+            check: |s| {
+                if !s.stdout_truncated {
+                    return Err(format!("not flagged truncated ({:?})", s.phase));
+                }
+                let kept = stdout(s).len();
+                if kept > 256 * 1024 {
+                    return Err(format!("{kept} bytes kept"));
+                }
+                Ok(())
+            },
+        },
+        Case {
+            name: "privilege",
+            tried: "setuid(0), chown, capabilities, setuid binaries",
+            expected: "uid 65532, no capabilities, no new privileges, all denied",
+            spec: python(PRIVILEGE_PROBE),
+            check: |s| {
+                clean_run(s, &["SETUID-WORKED", "CHOWN-WORKED"])?;
+                has_line(s, "Uid: 65532 65532 65532 65532")?;
+                has_line(s, "CapEff: 0000000000000000")?;
+                has_line(s, "NoNewPrivs: 1")
+            },
+        },
+        Case {
+            name: "kill the runner",
+            tried: "SIGKILL to the parent process (the runner)",
+            expected: "a terminal status with a reason, not a stuck run",
+            spec: python("import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(30)\n"),
+            check: |s| match (s.phase, s.reason.as_deref()) {
+                (Phase::Failed, Some(_)) => Ok(()),
+                (phase, reason) => Err(format!("{phase:?} {reason:?}")),
+            },
+        },
+        Case {
+            name: "close stdout",
+            tried: "close fds 1 and 2, then exit 0",
+            expected: "Succeeded with empty output",
+            spec: python("import os\nos.close(1)\nos.close(2)\nos._exit(0)\n"),
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                (stdout(s).is_empty()).then_some(()).ok_or(format!("stdout {:?}", stdout(s)))
+            },
+        },
+        Case {
+            name: "binary output",
+            tried: "invalid UTF-8 and every byte value on stdout",
+            expected: "Succeeded; output kept as valid UTF-8",
+            spec: python("import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe\\x00 ' + bytes(range(256)))\n"),
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                stdout(s).starts_with("ok ").then_some(()).ok_or(format!("stdout {:?}", stdout(s)))
+            },
+        },
+        Case {
+            name: "forged result",
+            tried: "print a fake SANDRUN-RESULT-V1 frame claiming success, exit 7",
+            expected: "exit code 7: the frame is the runner's, not the program's",
+            spec: python(
+                "import sys\nprint('SANDRUN-RESULT-V1 {\"exitCode\":0,\"stdout\":\"forged\"}')\nsys.exit(7)\n",
+            ),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                (s.exit_code == Some(7)).then_some(()).ok_or(format!("exit code {:?}", s.exit_code))
+            },
+        },
+    ]
+}
+
+#[tokio::test]
+#[ignore = "security suite: hack/test.sh runs it alone, with its table shown"]
+async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
+    let ns = TestNamespace::new("hostile").await;
+    let api = ns.executions();
+    let cases = cases();
+    for (i, case) in cases.iter().enumerate() {
+        api.create(&PostParams::default(), &Execution::new(&format!("case-{i}"), case.spec.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("create {}: {e}", case.name));
+    }
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let done = ns.wait_finished(&format!("case-{i}")).await;
+        let status = status_of(&done);
+        let size = serde_json::to_vec(&done).map(|v| v.len()).unwrap_or(0);
+        let verdict = (case.check)(&status).and_then(|()| {
+            // Every result has to fit one etcd object.
+            (size < 1_500_000).then_some(()).ok_or(format!("Execution is {size} bytes"))
+        });
+        let observed = format!(
+            "{:?}/{} exit={} {}ms {}B",
+            status.phase,
+            status.reason.as_deref().unwrap_or("-"),
+            status.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+            status.duration_millis.unwrap_or(0),
+            size
+        );
+        if let Err(why) = &verdict {
+            failures.push(format!("{}: {why}\n  stdout: {:.600}", case.name, stdout(&status)));
+        }
+        rows.push([
+            case.name.to_owned(),
+            case.tried.to_owned(),
+            case.expected.to_owned(),
+            observed,
+            if verdict.is_ok() { "held" } else { "BROKEN" }.to_owned(),
+        ]);
+    }
+    print_table(&["case", "tried", "expected", "observed", "result"], &rows);
+
+    let healthy = cluster_still_healthy(&ns).await;
+    println!("after the suite: {healthy}");
+    assert!(failures.is_empty(), "cases that broke out or broke something:\n{}", failures.join("\n"));
+}
+
+/// The node is Ready, sandrun's pods are Ready, and a fresh run works.
+async fn cluster_still_healthy(ns: &TestNamespace) -> String {
+    let ready = kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "True", "the node is not Ready after the hostile suite");
+    let pods = kubectl(&[
+        "-n",
+        "sandrun-system",
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={range .items[*]}{.status.containerStatuses[0].ready} {end}",
+    ]);
+    assert!(pods.split_whitespace().all(|r| r == "true"), "sandrun pods not all ready: {pods}");
+    let api: Api<Execution> = ns.executions();
+    let started = std::time::Instant::now();
+    api.create(&PostParams::default(), &Execution::new("after", python("print('still fine')"))).await.unwrap();
+    let done = ns.wait_finished("after").await;
+    let status = status_of(&done);
+    assert_eq!(status.stdout.as_deref(), Some("still fine\n"), "{}: {status:?}", done.name_any());
+    format!("node Ready, sandrun pods ready, a new run finished in {:.1} s", started.elapsed().as_secs_f64())
+}
+
+fn print_table(header: &[&str; 5], rows: &[[String; 5]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(*header);
+    println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
+    for row in rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4]].map(String::as_str));
+    }
+}
