@@ -9,6 +9,7 @@
 #   $SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin/{containerd,containerd-shim-runc-v2,ctr}
 #   $SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin/crictl
 #   $SANDRUN_CACHE/coredns-$COREDNS_VERSION/bin/coredns
+#   $SANDRUN_CACHE/kube-router-$KUBE_ROUTER_VERSION/bin/kube-router
 #   $SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin/{runsc,containerd-shim-runsc-v1}
 #     (by cluster/build-gvisor.sh, when present)
 # Go's own build and module caches stay at their defaults (~/.cache/go-build,
@@ -21,6 +22,7 @@ source "$here/lib/common.sh"
 APT_PACKAGES=(
   runc containernetworking-plugins             # OCI runtime + CNI plugins
   iptables nftables conntrack iproute2         # kubelet, kube-proxy, CNI
+  ipset                                        # kube-router (NetworkPolicy)
   openssl curl jq socat util-linux procps      # PKI, health checks, port-forward
   umoci debootstrap                            # local images without a registry
   python3-yaml                                 # hack/k8s-json-schemas.py (chart lint)
@@ -117,6 +119,28 @@ build_coredns() {
   log "built coredns in $((SECONDS - start))s"
 }
 
+# kube-router, run only as the NetworkPolicy engine (wrapper module
+# ../kube-router). CGO off: it shells out to iptables and ipset, and its
+# netlink use is pure Go.
+build_kube_router() {
+  local mod="$CLUSTER_DIR/kube-router" tmp start=$SECONDS
+  if [[ -x $KUBE_ROUTER_BIN ]]; then
+    log "kube-router $KUBE_ROUTER_VERSION present (skip)"
+    return 0
+  fi
+  grep -q "cloudnativelabs/kube-router/v2 $KUBE_ROUTER_VERSION" "$mod/go.mod" ||
+    die "cluster/kube-router/go.mod does not require kube-router $KUBE_ROUTER_VERSION (lib/tools.env)"
+  log "building kube-router $KUBE_ROUTER_VERSION"
+  mkdir -p "$(dirname "$KUBE_ROUTER_BIN")"
+  tmp="$KUBE_ROUTER_BIN.tmp.$$"
+  (cd "$mod" && GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    -o "$tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router) ||
+    { rm -f "$tmp"; die "kube-router build failed"; }
+  mv "$tmp" "$KUBE_ROUTER_BIN"
+  log "built kube-router in $((SECONDS - start))s"
+}
+
 build_crictl() {
   local out="$CRICTL_BIN_DIR/crictl"
   if [[ -x $out ]]; then
@@ -170,6 +194,7 @@ main() {
   build_containerd
   build_crictl
   build_coredns
+  build_kube_router
   build_gvisor
   build_pause_image
   log "build complete ($(elapsed "$t0")): $K8S_BIN_DIR"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop the local cluster and remove everything it put on the host: processes,
-# mounts, pod network namespaces, the CNI bridge, KUBE-/CNI- iptables rules
-# and changed sysctls. Safe to run when nothing is up.
+# mounts, pod network namespaces, the CNI bridge, KUBE-/CNI- iptables rules,
+# kube-router's ipsets and changed sysctls. Safe to run when nothing is up.
 #
 # Usage: cluster/down.sh [--purge]
 #   --purge (or SANDRUN_PURGE=1): also delete the state dir (PKI, etcd data,
@@ -45,7 +45,7 @@ main() {
   # pods meanwhile; then the pods; then the runtime and the API; etcd last.
   # Only etcd and containerd keep state worth a graceful stop; the others
   # get a short grace (kube-apiserver can linger for minutes after draining).
-  stop_daemons 5 kube-controller-manager kube-scheduler kubelet kube-proxy coredns
+  stop_daemons 5 kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-router
   stop_pods_via_cri
   stop_daemons 3 kube-apiserver
   stop_daemons 15 containerd

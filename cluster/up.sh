@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bring up the local single-node Kubernetes cluster (containerd + runc/gVisor,
-# CNI bridge, etcd, control plane, kubelet, kube-proxy) as plain background
-# processes. Idempotent: when the cluster is already healthy it returns at once;
-# otherwise it starts whatever is missing.
+# CNI bridge, etcd, control plane, kubelet, kube-proxy, CoreDNS, kube-router
+# as the NetworkPolicy engine) as plain background processes. Idempotent:
+# when the cluster is already healthy it returns at once; otherwise it starts
+# whatever is missing.
 #
 # Usage: cluster/up.sh
 # Env:   SANDRUN_STATE (default /var/lib/sandrun-cluster), SANDRUN_CACHE
@@ -20,6 +21,7 @@ source "$here/lib/host.sh"
 
 ALL_DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 with_dns() { [[ -x $COREDNS_BIN ]]; }
+with_netpol() { [[ -x $KUBE_ROUTER_BIN ]]; }
 
 print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_ADMIN"
@@ -31,6 +33,7 @@ already_up() {
   local d
   for d in "${ALL_DAEMONS[@]}"; do daemon_running "$d" || return 1; done
   if with_dns; then daemon_running coredns || return 1; fi
+  if with_netpol; then daemon_running kube-router || return 1; fi
   [[ -s $KUBECONFIG_ADMIN ]] && apiserver_healthy >/dev/null 2>&1 || return 1
   [[ $(kctl get node "$(detect_node_name)" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
@@ -39,7 +42,8 @@ already_up() {
 ensure_binaries() {
   local gvisor_ok=1
   [[ -f $here/build-gvisor.sh && ! -x $GVISOR_BIN_DIR/containerd-shim-runsc-v1 ]] && gvisor_ok=0
-  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd && -x $COREDNS_BIN ]] &&
+  [[ -x $K8S_BIN_DIR/sandrun-k8s && -x $CRICTL_BIN_DIR/crictl && -x $CONTAINERD_BIN_DIR/containerd && -x $COREDNS_BIN &&
+    -x $KUBE_ROUTER_BIN ]] &&
     ((gvisor_ok)) && return 0
   log "binaries missing; running cluster/build.sh"
   "$here/build.sh"
@@ -60,7 +64,9 @@ import_images() {
 }
 
 # RuntimeClasses for the two handlers containerd knows, and read access for
-# CoreDNS (same rules as upstream's system:coredns role).
+# CoreDNS (same rules as upstream's system:coredns role) and for kube-router
+# (every informer it starts even with only its policy controller on; upstream's
+# role minus the node and event writes that its BGP router needs).
 apply_cluster_objects() {
   kctl apply -f - >/dev/null <<'EOF'
 apiVersion: rbac.authorization.k8s.io/v1
@@ -82,6 +88,32 @@ metadata:
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "sandrun:coredns"}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:sandrun-coredns"}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: sandrun:kube-router
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, endpoints]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandrun:kube-router
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "sandrun:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:sandrun-kube-router"}
 ---
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
@@ -114,8 +146,10 @@ main() {
   ip=$(detect_node_ip)
 
   # Runtime state left by a crash or reboot (mounts, netns, pod processes)
-  # would confuse a fresh containerd; clear it while nothing uses it.
+  # would confuse a fresh containerd; clear it while nothing uses it. A
+  # kube-router left running would not notice its rules and ipsets going.
   if ! daemon_running containerd && ! daemon_running kubelet; then
+    stop_daemons 5 kube-router
     cleanup_runtime_leftovers
     mkdir -p "$RUN_DIR"
   fi
@@ -159,6 +193,14 @@ main() {
   start_kube_proxy
   apply_cluster_objects
   with_dns && start_coredns
+  # kube-router looks its node up once at start, so it waits for the node
+  # object, and is running before the node turns Ready and takes new pods.
+  # Pods of the previous run that kubelet restarts meanwhile are filtered from
+  # kube-router's first sync on, a second or two later.
+  if with_netpol; then
+    wait_until 90 "node $node registered" kubelet kctl get node "$node"
+    start_kube_router "$node"
+  fi
 
   wait_until 60 kube-controller-manager kube-controller-manager controller_manager_healthy
   wait_until 60 kube-scheduler kube-scheduler scheduler_healthy
@@ -167,6 +209,7 @@ main() {
   log "node Ready ($(elapsed "$t0"))"
   wait_until 60 kube-proxy kube-proxy kube_proxy_healthy
   if with_dns; then wait_until 60 coredns coredns coredns_healthy; fi
+  if with_netpol; then wait_until 60 "kube-router first policy sync" kube-router kube_router_healthy; fi
   wait_until 60 "default ServiceAccount" kube-controller-manager kctl get serviceaccount default -n default
   wait "$import_pid" || true
   log "cluster up in $(elapsed "$t0"): node $node ($ip), gVisor platform $platform"

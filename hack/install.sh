@@ -50,6 +50,12 @@ uninstall() {
   "$helm" uninstall "$release" -n "$namespace" --wait --timeout 5m
 }
 
+# One helm operation at a time: a second would fail with "another operation
+# is in progress".
+mkdir -p "$SANDRUN_STATE/run"
+exec 8>"$SANDRUN_STATE/run/install.lock"
+flock 8
+
 case "${1:-install}" in
   install) install ;;
   uninstall) uninstall ;;

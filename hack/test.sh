@@ -27,11 +27,25 @@ logs_on_failure() {
   kubectl -n sandrun-system logs --prefix --tail=40 -l app.kubernetes.io/name=sandrun --max-log-requests=10 >&2 || true
 }
 
+say "NetworkPolicy enforcement on the local cluster (kube-router)"
+cluster/netpol-check.sh
+
 say "end-to-end tests on the local cluster"
 if ! cargo test --locked -p sandrun-e2e -- --test-threads="${E2E_THREADS:-4}"; then
   logs_on_failure
   exit 1
 fi
+
+# The security and fault suites run alone, each printing its table: the
+# first fills the node with hostile programs, the second kills sandrun's
+# pods and the API server.
+for suite in hostile faults; do
+  say "$suite suite"
+  if ! cargo test --locked -p sandrun-e2e --test "$suite" -- --ignored --nocapture; then
+    logs_on_failure
+    exit 1
+  fi
+done
 
 # Last, alone: it uninstalls sandrun, installs it again and kills the leader.
 say "install lifecycle: helm uninstall leaves nothing, install runs, leader failover"

@@ -15,6 +15,7 @@ K8S_BIN_DIR="$SANDRUN_CACHE/k8s-$K8S_VERSION/bin"
 CRICTL_BIN_DIR="$SANDRUN_CACHE/crictl-$CRICTL_VERSION/bin"
 CONTAINERD_BIN_DIR="$SANDRUN_CACHE/containerd-$CONTAINERD_VERSION/bin"
 COREDNS_BIN="$SANDRUN_CACHE/coredns-$COREDNS_VERSION/bin/coredns"
+KUBE_ROUTER_BIN="$SANDRUN_CACHE/kube-router-$KUBE_ROUTER_VERSION/bin/kube-router"
 GVISOR_BIN_DIR="$SANDRUN_CACHE/gvisor-$GVISOR_VERSION/bin"
 K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 

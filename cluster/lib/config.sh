@@ -38,8 +38,13 @@ binary_name = "$GVISOR_BIN_DIR/runsc"
 root = "$RUNSC_ROOT"
 
 # Flags passed to every runsc invocation (key = value -> --key=value).
+# network = "none": a sandbox gets loopback only, whatever the pod network
+# and its NetworkPolicy say. runsc serves only sandrun's untrusted code here,
+# which needs no network; kube-router's policy is the second wall (and the
+# only one for pods of other runtimes).
 [runsc_config]
   platform = "$platform"
+  network = "none"
 EOF
 }
 

@@ -120,6 +120,36 @@ start_coredns() {
 # ready answers 200 once the kubernetes plugin has synced with the API.
 coredns_healthy() { "${CURL[@]}" http://127.0.0.1:10055/ready >/dev/null; }
 
+# NetworkPolicy: kube-router's network policy controller and nothing else
+# (no BGP routing, no IPVS service proxy). It programs iptables (filter table:
+# KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-* chains) and ipsets (KUBE-SRC-*,
+# KUBE-DST-*) on every change to pods, namespaces or policies, and in full
+# every 5 minutes. Its health server would listen on all addresses and share
+# a mux with pprof, so it is off; kube_router_healthy reads iptables instead.
+# It looks its node up by name at start, so the node must be registered.
+start_kube_router() {
+  local node=$1
+  start_daemon kube-router "$KUBE_ROUTER_BIN" \
+    --kubeconfig="$CONF_DIR/kube-router.kubeconfig" \
+    --hostname-override="$node" \
+    --run-firewall=true \
+    --run-router=false \
+    --run-service-proxy=false \
+    --run-loadbalancer=false \
+    --enable-ipv4=true \
+    --enable-ipv6=false \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --health-port=0 \
+    --metrics-port=0
+}
+# The rule that accepts policy-checked traffic is appended by the end of a
+# full sync, so its presence means pods and policies have been programmed.
+# (When only kube-router had died, the rule of its previous run is still
+# there, and the new one's first sync follows within a second of its start.)
+kube_router_healthy() {
+  iptables -w 5 -S KUBE-ROUTER-FORWARD 2>/dev/null | grep -q -- '--mark 0x20000/0x20000 -j ACCEPT'
+}
+
 # The node counts as up once kubelet has posted Ready since it was started;
 # etcd keeps the Ready status of the previous run, which proves nothing.
 node_ready_since() {

@@ -2,8 +2,8 @@
 # links and iptables rules. Sourced after common.sh.
 # Everything removed here is identified by our state dir (process command
 # lines, mount points), the kubepods cgroup tree, our bridge name, KUBE-*
-# chains or the CNI network name in rule comments, so other containerd or CNI
-# users on the machine are left alone.
+# chains, the CNI network name in rule comments or kube-router's ipset names,
+# so other containerd or CNI users on the machine are left alone.
 # shellcheck shell=bash
 
 # Sysctls that up.sh sets or that kubelet/kube-proxy change on their own.
@@ -60,7 +60,7 @@ stray_pids() {
     [[ $p == "$$" || $p == "$BASHPID" ]] && continue
     exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
     case ${exe##*/} in
-      sandrun-k8s | containerd | containerd-shim-runc-v2 | containerd-shim-runsc-v1 | runsc | runc | "runsc (deleted)") ;;
+      sandrun-k8s | containerd | containerd-shim-runc-v2 | containerd-shim-runsc-v1 | runsc | runc | "runsc (deleted)" | kube-router) ;;
       *) continue ;;
     esac
     tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$SANDRUN_STATE" && echo "$p"
@@ -217,6 +217,20 @@ drop_empty_nft_tables() {
   done
 }
 
+# kube-router's policy ipsets: KUBE-SRC-/KUBE-DST- plus 16 base32 characters
+# of a hash, and TMP- sets of the same shape that live only during a swap
+# (IPv6 twins carry an "inet6:" prefix). Sets still used by a rule cannot be
+# destroyed, so this runs after clean_iptables.
+KUBE_ROUTER_IPSET_RE='^(inet6:)?(KUBE-SRC-|KUBE-DST-|TMP-)[A-Z2-7]{16}$'
+
+clean_ipsets() {
+  command -v ipset >/dev/null || return 0
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E "$KUBE_ROUTER_IPSET_RE"); do
+    ipset destroy "$set" 2>/dev/null || log "warning: could not destroy ipset $set"
+  done
+}
+
 # ---- files -------------------------------------------------------------------
 
 # kubelet uses two fixed host paths whatever its root dir:
@@ -246,6 +260,7 @@ cleanup_runtime_leftovers() {
   unmount_all
   delete_links
   clean_iptables
+  clean_ipsets
   delete_host_files
   # run/ only ever holds state of processes that are now gone.
   [[ -d $RUN_DIR ]] && rm -rf --one-file-system "$RUN_DIR"

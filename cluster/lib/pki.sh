@@ -90,6 +90,7 @@ setup_pki() {
   pki_cert scheduler "/CN=system:kube-scheduler" clientAuth
   pki_cert kube-proxy "/CN=system:kube-proxy" clientAuth
   pki_cert coredns "/CN=system:sandrun-coredns" clientAuth
+  pki_cert kube-router "/CN=system:sandrun-kube-router" clientAuth
   # The Node authorizer maps this identity to exactly this node's objects.
   pki_cert kubelet-client "/O=system:nodes/CN=system:node:$node" clientAuth
   # Serving cert so the API server can verify the kubelet (logs, exec).
@@ -103,5 +104,6 @@ setup_pki() {
   write_kubeconfig "$CONF_DIR/scheduler.kubeconfig" system:kube-scheduler scheduler "$server"
   write_kubeconfig "$CONF_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "$server"
   write_kubeconfig "$CONF_DIR/coredns.kubeconfig" system:sandrun-coredns coredns "$server"
+  write_kubeconfig "$CONF_DIR/kube-router.kubeconfig" system:sandrun-kube-router kube-router "$server"
   write_kubeconfig "$CONF_DIR/kubelet.kubeconfig" "system:node:$node" kubelet-client "$server"
 }

@@ -44,6 +44,8 @@ pub mod reasons {
     pub const UNSCHEDULABLE: &str = "Unschedulable";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const RESULT_MISSING: &str = "ResultMissing";
+    /// The kubelet evicted the pod: it used more disk (or memory) than allowed.
+    pub const EVICTED: &str = "Evicted";
     pub const RUNNER_FAILED: &str = "RunnerFailed";
     pub const JOB_FAILED: &str = "JobFailed";
     pub const JOB_DELETED: &str = "JobDeleted";

@@ -3,6 +3,7 @@
 //! both). Each test gets its own namespace; on failure the namespace's
 //! objects, pods and events are printed before it is deleted.
 
+pub mod faults;
 pub mod gateway;
 
 use std::process::Command;

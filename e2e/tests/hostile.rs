@@ -10,6 +10,7 @@
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
+use sandrun_e2e::faults::print_table;
 use sandrun_e2e::{kubectl, program, python, status_of, with_limits, TestNamespace};
 
 /// What a case's status must show; `Err` says what it shows instead.
@@ -66,21 +67,23 @@ for path in ["/var/lib/kubelet", "/var/lib/sandrun-cluster", "/etc/kubernetes", 
 print("kernel", os.uname().release)
 "#;
 
+/// argv: how many files, and MiB per file.
 const DISK_FILL: &str = r#"
-import os
-written = 0
+import sys
+files, mib = int(sys.argv[1]), int(sys.argv[2])
 chunk = b"\0" * (1 << 20)
+written = 0
 try:
-    with open("/workspace/fill", "wb") as f:
-        while written < (2 << 30):
-            f.write(chunk)
-            written += len(chunk)
-            if written % (64 << 20) == 0:
-                f.flush()
-                os.fsync(f.fileno())
-    print("FILLED", written >> 20, "MiB")
+    for n in range(files):
+        with open(f"/workspace/fill-{n}", "wb") as f:
+            for _ in range(mib):
+                f.write(chunk)
+                written += 1
+    print("FILLED", written, "MiB", flush=True)
 except OSError as e:
-    print("stopped", written >> 20, "MiB", e.errno)
+    print("stopped", written, "MiB", e.errno, flush=True)
+import time
+time.sleep(120)
 "#;
 
 const PRIVILEGE_PROBE: &str = r#"
@@ -95,8 +98,11 @@ try:
     print("CHOWN-WORKED")
 except PermissionError as e:
     print("chown-denied", e.errno)
+import ctypes
+PR_GET_NO_NEW_PRIVS = 39  # setuid bits are ignored when this is 1
+print("no-new-privs", ctypes.CDLL(None).prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0))
 for line in open("/proc/self/status"):
-    if line.startswith(("Uid:", "CapEff:", "CapPrm:", "CapAmb:", "NoNewPrivs:")):
+    if line.startswith(("Uid:", "CapEff:", "CapPrm:")):
         print(" ".join(line.split()))
 setuid = []
 for root in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]:
@@ -108,6 +114,12 @@ for root in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]:
             pass
 print("setuid-binaries", sorted(set(setuid)))
 "#;
+
+fn disk_fill(files: u32, mib: u32) -> ExecutionSpec {
+    let mut spec = python(DISK_FILL);
+    spec.args = vec![files.to_string(), mib.to_string()];
+    spec
+}
 
 fn limits(timeout_seconds: u32, memory: Option<&str>) -> Limits {
     Limits { timeout_seconds: Some(timeout_seconds), memory: memory.map(str::to_owned), ..Default::default() }
@@ -162,7 +174,8 @@ fn network_targets() -> Vec<String> {
         format!("{node_ip}:6443"),
         format!("{gateway_pod}:8090"),
         format!("{node_ip}:53"),
-        "1.1.1.1:443".to_owned(),
+        // TEST-NET-3: an internet address that exists nowhere.
+        "203.0.113.1:443".to_owned(),
     ]
 }
 
@@ -172,7 +185,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "network",
-            tried: "TCP to the API server (Service, node), the gateway pod, node DNS, 1.1.1.1; DNS lookups",
+            tried: "TCP to the API server (Service, node), the gateway pod, node DNS, the internet; DNS lookups",
             expected: "every connect and lookup fails",
             spec: with_limits(network, limits(60, None)),
             check: |s| {
@@ -208,22 +221,35 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "disk fill",
-            tried: "write 2 GiB into the 256Mi workspace",
-            expected: "stopped near the limit, or the pod evicted: never 2 GiB",
-            spec: with_limits(python(DISK_FILL), limits(60, None)),
-            check: |s| match (s.phase, stdout(s).split_whitespace().collect::<Vec<_>>().as_slice()) {
-                (_, ["FILLED", ..]) => Err(format!("wrote everything: {}", stdout(s))),
-                (Phase::Succeeded, ["stopped", mib, "MiB", _]) if mib.parse::<u32>().is_ok_and(|m| m <= 320) => Ok(()),
+            name: "disk fill, one file",
+            tried: "write one 2 GiB file into the 256Mi workspace",
+            expected: "stopped at 256Mi by the file size limit",
+            spec: with_limits(disk_fill(1, 2048), limits(60, None)),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                let xfsz = s.message.as_deref().is_some_and(|m| m.contains("SIGXFSZ"));
+                xfsz.then_some(()).ok_or(format!("{:?}: {}", s.message, stdout(s)))
+            },
+        },
+        Case {
+            name: "disk fill, many files",
+            tried: "write 16 files of 128 MiB (2 GiB) into the 256Mi workspace",
+            expected: "the pod is evicted for its ephemeral storage: never 2 GiB",
+            spec: with_limits(disk_fill(16, 128), limits(120, None)),
+            check: |s| match (s.phase, stdout(s).split_whitespace().next()) {
+                (_, Some("FILLED")) => Err(format!("wrote everything: {}", stdout(s))),
                 (Phase::Failed, _) if s.reason.is_some() => Ok(()),
-                _ => Err(format!("{:?} {:?}: {}", s.phase, s.reason, stdout(s))),
+                _ => Err(format!("{:?} {:?} {:?}: {}", s.phase, s.reason, s.message, stdout(s))),
             },
         },
         Case {
             name: "fork bomb",
             tried: "bash fork bomb for 5 s",
             expected: "killed at the deadline or the memory limit; node unharmed",
-            spec: with_limits(program(Language::Bash, "bomb.sh", ":(){ :|:& };:"), limits(5, Some("128Mi"))),
+            spec: with_limits(
+                program(Language::Bash, "bomb.sh", ":(){ :|:& };:\nsleep 60\n"),
+                limits(5, Some("128Mi")),
+            ),
             check: |s| match s.phase {
                 Phase::TimedOut | Phase::Failed => Ok(()),
                 other => Err(format!("phase {other:?}")),
@@ -283,7 +309,7 @@ fn cases() -> Vec<Case> {
                 clean_run(s, &["SETUID-WORKED", "CHOWN-WORKED"])?;
                 has_line(s, "Uid: 65532 65532 65532 65532")?;
                 has_line(s, "CapEff: 0000000000000000")?;
-                has_line(s, "NoNewPrivs: 1")
+                has_line(s, "no-new-privs 1")
             },
         },
         Case {
@@ -363,7 +389,7 @@ async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
         if let Err(why) = &verdict {
             failures.push(format!("{}: {why}\n  stdout: {:.600}", case.name, stdout(&status)));
         }
-        rows.push([
+        rows.push(vec![
             case.name.to_owned(),
             case.tried.to_owned(),
             case.expected.to_owned(),
@@ -398,22 +424,4 @@ async fn cluster_still_healthy(ns: &TestNamespace) -> String {
     let status = status_of(&done);
     assert_eq!(status.stdout.as_deref(), Some("still fine\n"), "{}: {status:?}", done.name_any());
     format!("node Ready, sandrun pods ready, a new run finished in {:.1} s", started.elapsed().as_secs_f64())
-}
-
-fn print_table(header: &[&str; 5], rows: &[[String; 5]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("| {} |", padded.join(" | "));
-    };
-    line(*header);
-    println!("|{}|", widths.map(|w| "-".repeat(w + 2)).join("|"));
-    for row in rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]].map(String::as_str));
-    }
 }

@@ -12,16 +12,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use sandrun_crds::{Execution, Phase};
+use sandrun_e2e::faults::{kill_leader, new_leader, RELEASE_NAMESPACE};
 use sandrun_e2e::gateway::{service_addr, Gateway};
 use sandrun_e2e::{kubectl, python, status_of, TestNamespace};
 use serde::Deserialize;
 
-const RELEASE_NAMESPACE: &str = "sandrun-system";
-const LEASE: &str = "sandrun-operator";
 /// What `hack/install.sh` makes outside the chart, and so may outlive it.
 const MADE_OUTSIDE_THE_CHART: &[&str] = &["secret/sandrun-gateway-keys"];
 
@@ -192,25 +190,11 @@ async fn killing_the_leader_hands_over_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let leases: Api<Lease> = Api::namespaced(ns.client.clone(), RELEASE_NAMESPACE);
-    let leader = holder(&leases).await.expect("a leader holds the lease");
-    let pod = leader.split('_').next().expect("identity is POD_NAME_millis").to_owned();
-    let pid = operator_pid(&pod).unwrap_or_else(|| panic!("no sandrun-operator process of pod {pod} on this host"));
     let killed = Instant::now();
-    let status = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
-    assert!(status.success(), "kill -KILL {pid}");
-    println!("SIGKILL to the leader {leader} (pid {pid}) with {RUNS} Executions in flight");
-
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let successor = loop {
-        match holder(&leases).await {
-            Some(now) if now != leader => break now,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "nobody took the lease over within 90 s of the leader's death");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    println!("lease handed over to {successor} in {:.1} s", killed.elapsed().as_secs_f64());
+    let leader = kill_leader(&ns.client).await;
+    println!("SIGKILL to the leader {leader} with {RUNS} Executions in flight");
+    let (successor, took) = new_leader(&ns.client, &leader, Duration::from_secs(90)).await;
+    println!("lease handed over to {successor} in {:.1} s", took.as_secs_f64());
 
     for i in 0..RUNS {
         let execution = ns.wait_finished(&format!("run-{i}")).await;
@@ -227,27 +211,6 @@ async fn killing_the_leader_hands_over_and_loses_nothing() {
         let owners: Vec<String> = job.owner_references().iter().map(|o| o.name.clone()).collect();
         assert_eq!(owners.len(), 1, "{} owners: {owners:?}", job.name_any());
     }
-}
-
-async fn holder(leases: &Api<Lease>) -> Option<String> {
-    let lease = leases.get(LEASE).await.ok()?;
-    lease.spec?.holder_identity.filter(|h| !h.is_empty())
-}
-
-/// The host pid of the operator process running in `pod`: containers are
-/// host processes here, and their environment names their pod.
-fn operator_pid(pod: &str) -> Option<u32> {
-    let wanted = format!("POD_NAME={pod}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-        // comm is cut at 15 characters.
-        if !"sandrun-operator".starts_with(comm.trim()) || comm.trim().len() < 10 {
-            return None;
-        }
-        let environ = std::fs::read(entry.path().join("environ")).ok()?;
-        environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes()).then_some(pid)
-    })
 }
 
 async fn wait_phase(api: &Api<Execution>, name: &str, phase: Phase) {

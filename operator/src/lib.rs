@@ -17,4 +17,5 @@ pub mod quantity;
 pub mod reconcile;
 pub mod startup;
 pub mod status;
+pub mod text;
 pub mod validate;

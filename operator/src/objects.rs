@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::ByteString;
 use kube::Resource;
 use sandrun_crds::Execution;
 
@@ -19,6 +20,8 @@ use crate::labels::{
     child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY, NETWORK_POLICY_NAME,
     ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER,
 };
+use crate::quantity::memory_bytes;
+use crate::text::unsafe_for_apply;
 use crate::validate::Program;
 
 /// The unprivileged user every execution runs as (the images' `sandbox` user).
@@ -43,18 +46,23 @@ fn owned_meta(execution: &Execution, namespace: &str) -> ObjectMeta {
 /// hold `/`; the volume's `items` put each file back at its path.
 pub fn config_map(execution: &Execution, namespace: &str) -> ConfigMap {
     let spec = &execution.spec;
-    let mut data = BTreeMap::new();
-    for (i, file) in spec.source.iter().flat_map(|s| &s.files).enumerate() {
-        data.insert(format!("file-{i}"), file.content.clone());
-    }
-    if let Some(stdin) = &spec.stdin {
-        data.insert(STDIN_KEY.to_owned(), stdin.clone());
+    let files = spec.source.iter().flat_map(|s| &s.files).enumerate().map(|(i, f)| (format!("file-{i}"), &f.content));
+    let stdin = spec.stdin.iter().map(|stdin| (STDIN_KEY.to_owned(), stdin));
+    // Text the apply body cannot carry as YAML goes in base64 instead; the
+    // mounted file is the same either way.
+    let (mut data, mut binary) = (BTreeMap::new(), BTreeMap::new());
+    for (key, text) in files.chain(stdin) {
+        if text.contains(unsafe_for_apply) {
+            binary.insert(key, ByteString(text.as_bytes().to_vec()));
+        } else {
+            data.insert(key, text.clone());
+        }
     }
     ConfigMap {
         metadata: owned_meta(execution, namespace),
         data: Some(data),
+        binary_data: (!binary.is_empty()).then_some(binary),
         immutable: Some(true),
-        ..Default::default()
     }
 }
 
@@ -86,6 +94,8 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         spec.max_output_bytes().to_string(),
         "--memory-limit-bytes".to_owned(),
         program.memory_limit_bytes.to_string(),
+        "--max-file-bytes".to_owned(),
+        memory_bytes(&config.workspace_size_limit).unwrap_or(0).to_string(),
         "--source".to_owned(),
         format!("{INPUT_DIR}/src"),
         "--workdir".to_owned(),

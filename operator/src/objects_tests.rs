@@ -165,3 +165,14 @@ fn network_policy_denies_everything_for_execution_pods() {
     assert_eq!(selector.get(ROLE_KEY).map(String::as_str), Some(ROLE_EXECUTION));
     assert!(np.metadata.owner_references.is_none());
 }
+
+#[test]
+fn inputs_yaml_cannot_carry_go_in_base64() {
+    let mut e = python_hello();
+    e.spec.stdin = Some("del \u{7f} here".into());
+    let cm = config_map(&e, "team-a");
+    assert_eq!(cm.data.as_ref().unwrap().get("file-0").map(String::as_str), Some("print(input())"));
+    let binary = cm.binary_data.expect("binaryData for the unsafe stdin");
+    assert_eq!(binary.get(STDIN_KEY).map(|b| b.0.as_slice()), Some("del \u{7f} here".as_bytes()));
+    assert!(config_map(&python_hello(), "team-a").binary_data.is_none());
+}

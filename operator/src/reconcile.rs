@@ -218,7 +218,9 @@ async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> 
             Some(Err(e)) => Frame::Unreadable(e.to_string()),
             None => Frame::Missing,
         }),
-        Err(e) if is_not_found(&e) => Ok(Frame::Missing),
+        // 400: the kubelet has no log left to give (the container is gone,
+        // as after an eviction); waiting will not bring it back.
+        Err(e) if is_not_found(&e) || is_invalid(&e) => Ok(Frame::Missing),
         Err(source) => Err(Error::Read { kind: "pod log", name: pod.name_any(), source }),
     }
 }

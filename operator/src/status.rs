@@ -8,6 +8,7 @@ use sandrun_runner::RunResult;
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
+use crate::text::apply_safe;
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -122,7 +123,7 @@ fn progress(execution: &Execution, observed: &Observed, now: &Time) -> Execution
     };
     let run = observed.pod.and_then(|p| container_state(p, RUN_CONTAINER, false));
     if let Some(terminated) = run.as_ref().and_then(|s| s.terminated.as_ref()) {
-        return finished(execution, terminated, observed.frame.as_ref(), now);
+        return finished(execution, terminated, observed.frame.as_ref(), eviction(observed.pod), now);
     }
     let install = observed.pod.and_then(|p| container_state(p, INSTALL_CONTAINER, true));
     if let Some(t) = install.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
@@ -176,10 +177,17 @@ fn pending(pod: Option<&Pod>, state: Option<&ContainerState>) -> ExecutionStatus
     }
 }
 
+/// The kubelet's reason for evicting the pod, if it did.
+fn eviction(pod: Option<&Pod>) -> Option<String> {
+    let status = pod?.status.as_ref()?;
+    (status.reason.as_deref() == Some("Evicted")).then(|| status.message.clone().unwrap_or_default())
+}
+
 fn finished(
     execution: &Execution,
     terminated: &ContainerStateTerminated,
     frame: Option<&Frame>,
+    evicted: Option<String>,
     now: &Time,
 ) -> ExecutionStatus {
     let completion = terminated.finished_at.clone().unwrap_or_else(|| now.clone());
@@ -193,7 +201,9 @@ fn finished(
     let r = match frame {
         Some(Frame::Parsed(r)) => r,
         other => {
-            let (reason, message) = if container_oom {
+            let (reason, message) = if let Some(why) = evicted {
+                (reasons::EVICTED, format!("the pod was evicted: {}", why.trim()))
+            } else if container_oom {
                 (reasons::OOM_KILLED, format!("the sandbox exceeded its {memory} memory limit"))
             } else {
                 let why = match other {
@@ -228,7 +238,9 @@ fn finished(
     } else if oom {
         (Phase::Failed, reasons::OOM_KILLED, format!("killed for exceeding its {memory} memory limit"))
     } else if let Some(error) = &r.error {
-        (Phase::Failed, reasons::START_FAILED, error.clone())
+        (Phase::Failed, reasons::START_FAILED, apply_safe(error))
+    } else if r.signal == Some(SIGXFSZ) {
+        (Phase::Failed, reasons::SIGNALED, "killed for writing a file larger than its workspace (SIGXFSZ)".to_owned())
     } else if let Some(signal) = r.signal {
         (Phase::Failed, reasons::SIGNALED, format!("killed by signal {signal}"))
     } else if exit_code == Some(0) {
@@ -243,13 +255,17 @@ fn finished(
         exit_code,
         duration_millis: Some(r.duration_millis as i64),
         peak_memory_bytes: r.peak_memory_bytes.map(|b| b as i64),
-        stdout: Some(r.stdout.clone()),
+        stdout: Some(apply_safe(&r.stdout)),
         stdout_truncated: r.stdout_truncated,
-        stderr: Some(r.stderr.clone()),
+        stderr: Some(apply_safe(&r.stderr)),
         stderr_truncated: r.stderr_truncated,
         ..base
     }
 }
+
+/// Linux's signal for a write past RLIMIT_FSIZE, which the runner sets to
+/// the workspace size.
+const SIGXFSZ: i32 = 25;
 
 fn job_failure(job: &Job) -> Option<&JobCondition> {
     job.status

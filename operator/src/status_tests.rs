@@ -168,6 +168,20 @@ fn table_of_terminated_runs() {
             Some(137),
         ),
         (
+            "evicted for its disk use",
+            {
+                let mut p = run_terminated(137, "ContainerStatusUnknown");
+                let status = p.status.as_mut().unwrap();
+                status.reason = Some("Evicted".into());
+                status.message = Some("Usage of EmptyDir volume \"workspace\" exceeds the limit \"256Mi\". ".into());
+                p
+            },
+            Some(Frame::Missing),
+            Phase::Failed,
+            reasons::EVICTED,
+            Some(137),
+        ),
+        (
             "garbled frame",
             run_terminated(0, "Completed"),
             Some(Frame::Unreadable("eof".into())),

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub max_output_bytes: usize,
     /// Kill the program when its session's resident memory passes this (0: off).
     pub memory_limit_bytes: u64,
+    /// Largest file the program may write (RLIMIT_FSIZE; 0: off). The kernel
+    /// stops it at once, where the kubelet's disk accounting takes seconds.
+    pub max_file_bytes: u64,
     pub stdin: Option<PathBuf>,
     pub source: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
@@ -36,6 +39,7 @@ impl Default for RunConfig {
             timeout: Duration::from_secs(30),
             max_output_bytes: 64 * 1024,
             memory_limit_bytes: 0,
+            max_file_bytes: 0,
             stdin: None,
             source: None,
             workdir: None,
@@ -65,12 +69,21 @@ pub fn run(config: &RunConfig) -> RunResult {
     if let Some(dir) = &config.workdir {
         command.current_dir(dir);
     }
-    // Own session and process group, so the deadline kills every descendant.
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // Own session and process group, so the deadline kills every descendant;
+    // and the file size limit, which every descendant inherits.
+    let max_file_bytes = config.max_file_bytes;
+    // SAFETY: setsid and setrlimit are async-signal-safe and touch no memory
+    // of the parent.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if max_file_bytes > 0 {
+                let limit = libc::rlimit { rlim_cur: max_file_bytes, rlim_max: max_file_bytes };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -287,6 +300,18 @@ mod tests {
         let r = run(&config);
         assert_eq!((r.oom_killed, r.signal, r.timed_out), (Some(true), Some(libc::SIGKILL), false), "{r:?}");
         assert!(r.peak_memory_bytes.unwrap() > 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_stops_the_program() {
+        let mut config = sh("head -c 3000000 /dev/zero > big; echo unreachable");
+        config.max_file_bytes = 1024 * 1024;
+        config.workdir = Some(std::env::temp_dir());
+        let r = run(&config);
+        let _ = std::fs::remove_file(std::env::temp_dir().join("big"));
+        // head is killed by SIGXFSZ; the shell goes on and reports it.
+        assert!(r.stderr.contains("File size limit exceeded") || r.signal == Some(libc::SIGXFSZ), "{r:?}");
+        assert_eq!(r.stdout, "unreachable\n");
     }
 
     #[test]

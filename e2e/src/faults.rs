@@ -1,0 +1,86 @@
+//! Breaking things on purpose: the processes of the local cluster and of
+//! sandrun's pods are host processes here, so a test can SIGKILL them.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+
+pub const RELEASE_NAMESPACE: &str = "sandrun-system";
+const LEASE: &str = "sandrun-operator";
+
+/// Who holds the operator's Lease: `POD_NAME_millis`.
+pub async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    leases.get(LEASE).await.ok()?.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// Waits for a holder other than `old`; returns it and how long it took.
+pub async fn new_leader(client: &Client, old: &str, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(now) = lease_holder(client).await.filter(|now| now != old) {
+            return (now, started.elapsed());
+        }
+        assert!(started.elapsed() < within, "nobody took the lease from {old} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGKILLs the leading operator process; returns the identity it held.
+pub async fn kill_leader(client: &Client) -> String {
+    let leader = lease_holder(client).await.expect("a leader holds the lease");
+    let pod = leader.split('_').next().expect("identity is POD_NAME_millis");
+    let pid = pod_process(pod, "sandrun-operator")
+        .unwrap_or_else(|| panic!("no sandrun-operator process of pod {pod} on this host"));
+    sigkill(pid);
+    leader
+}
+
+/// The host pid of `binary` running in `pod`: found by its environment,
+/// which names the pod (the Deployments set POD_NAME, kubelet sets HOSTNAME).
+pub fn pod_process(pod: &str, binary: &str) -> Option<u32> {
+    let wanted = [format!("POD_NAME={pod}"), format!("HOSTNAME={pod}")];
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        // comm holds at most 15 characters of the name.
+        if comm.trim().is_empty() || !binary.starts_with(comm.trim()) {
+            return None;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        environ.split(|b| *b == 0).any(|var| wanted.iter().any(|w| var == w.as_bytes())).then_some(pid)
+    })
+}
+
+/// The pid recorded by cluster/up.sh for one of the cluster's daemons.
+pub fn daemon_pid(name: &str) -> u32 {
+    let state = std::env::var("SANDRUN_STATE").unwrap_or_else(|_| "/var/lib/sandrun-cluster".into());
+    let path = format!("{state}/pids/{name}.pid");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.trim().parse().unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn sigkill(pid: u32) {
+    let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill -KILL {pid}");
+}
+
+/// Prints a Markdown table, columns padded to their widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(header.to_vec());
+    println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
