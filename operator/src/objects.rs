@@ -42,6 +42,12 @@ fn owned_meta(execution: &Execution, namespace: &str) -> ObjectMeta {
     }
 }
 
+/// A file may take 7/8 of the workspace: the write fails (EFBIG) before the
+/// kubelet would evict the pod for a full workspace and lose its result.
+fn max_file_bytes(workspace_size_limit: &str) -> u64 {
+    memory_bytes(workspace_size_limit).map_or(0, |bytes| bytes / 8 * 7)
+}
+
 /// Source files and stdin. Keys are `file-N` because ConfigMap keys cannot
 /// hold `/`; the volume's `items` put each file back at its path.
 pub fn config_map(execution: &Execution, namespace: &str) -> ConfigMap {
@@ -95,7 +101,7 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         "--memory-limit-bytes".to_owned(),
         program.memory_limit_bytes.to_string(),
         "--max-file-bytes".to_owned(),
-        memory_bytes(&config.workspace_size_limit).unwrap_or(0).to_string(),
+        max_file_bytes(&config.workspace_size_limit).to_string(),
         "--source".to_owned(),
         format!("{INPUT_DIR}/src"),
         "--workdir".to_owned(),

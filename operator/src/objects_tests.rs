@@ -176,3 +176,12 @@ fn inputs_yaml_cannot_carry_go_in_base64() {
     assert_eq!(binary.get(STDIN_KEY).map(|b| b.0.as_slice()), Some("del \u{7f} here".as_bytes()));
     assert!(config_map(&python_hello(), "team-a").binary_data.is_none());
 }
+
+#[test]
+fn files_stop_short_of_the_workspace_size() {
+    let job = job_of(&python_hello());
+    let run = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let args = run.command.iter().chain(run.args.iter()).flatten().cloned().collect::<Vec<_>>();
+    let flag = args.iter().position(|a| a == "--max-file-bytes").expect("the runner gets a file size limit");
+    assert_eq!(args[flag + 1], (224u64 << 20).to_string(), "7/8 of the default 256Mi workspace");
+}
