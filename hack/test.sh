@@ -36,6 +36,9 @@ if ! cargo test --locked -p sandrun-e2e -- --test-threads="${E2E_THREADS:-4}"; t
   exit 1
 fi
 
+say "gateway fuzzing (schemathesis against its OpenAPI document)"
+hack/fuzz-gateway.sh
+
 # The security and fault suites run alone, each printing its table: the
 # first fills the node with hostile programs, the second kills sandrun's
 # pods and the API server.

@@ -53,6 +53,29 @@ pub fn pod_process(pod: &str, binary: &str) -> Option<u32> {
     })
 }
 
+/// Resident memory of every process of `binary` in sandrun's pods, in MiB.
+pub fn sandrun_rss_mib(component: &str, binary: &str) -> Vec<u64> {
+    let pods = crate::kubectl(&[
+        "-n",
+        RELEASE_NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        &format!("app.kubernetes.io/component={component}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    pods.split_whitespace()
+        .filter_map(|pod| pod_process(pod, binary))
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024)
+        })
+        .collect()
+}
+
 /// The pid recorded by cluster/up.sh for one of the cluster's daemons.
 pub fn daemon_pid(name: &str) -> u32 {
     let state = std::env::var("SANDRUN_STATE").unwrap_or_else(|_| "/var/lib/sandrun-cluster".into());

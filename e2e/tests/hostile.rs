@@ -10,7 +10,7 @@
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
-use sandrun_e2e::faults::print_table;
+use sandrun_e2e::faults::{print_table, sandrun_rss_mib};
 use sandrun_e2e::{kubectl, program, python, status_of, with_limits, TestNamespace};
 
 /// What a case's status must show; `Err` says what it shows instead.
@@ -367,6 +367,7 @@ fn cases() -> Vec<Case> {
 async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
     let ns = TestNamespace::new("hostile").await;
     let api = ns.executions();
+    let rss_before = sandrun_rss_mib("operator", "sandrun-operator");
     let cases = cases();
     for (i, case) in cases.iter().enumerate() {
         api.create(&PostParams::default(), &Execution::new(&format!("case-{i}"), case.spec.clone()))
@@ -406,6 +407,9 @@ async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
 
     let healthy = cluster_still_healthy(&ns).await;
     println!("after the suite: {healthy}");
+    let rss_after = sandrun_rss_mib("operator", "sandrun-operator");
+    println!("operator replicas' resident memory: {rss_before:?} MiB before, {rss_after:?} MiB after");
+    assert!(rss_after.iter().all(|mib| *mib < 128), "operator memory grew: {rss_after:?} MiB");
     assert!(failures.is_empty(), "cases that broke out or broke something:\n{}", failures.join("\n"));
 }
 
