@@ -13,12 +13,23 @@ operator_pid="$SANDRUN_STATE/run/operator.pid"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The playground page the gateway serves at / (web/dist/, embedded into the
+# gateway binary at compile time): npm ci once per lockfile, cached under
+# $SANDRUN_CACHE/web/; a warm build does nothing.
+build_web() {
+  say "building the playground page (web/)"
+  "$repo/web/build.sh"
+}
+
 # What goes into images (runner, operator, gateway) is static, so images need
 # no libc: explicit --target keeps crt-static away from build scripts and
 # proc macros. Debug builds serve host processes, tests and the CLI.
+# The image's gateway must carry the page: SANDRUN_WEB_REQUIRED=1 fails its
+# build when web/dist/ is missing instead of embedding a placeholder.
 build_rust() {
+  build_web
   say "building the runner, operator and gateway (static, release) and the CLI"
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+  SANDRUN_WEB_REQUIRED=1 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
     -p sandrun-runner -p sandrun-operator -p sandrun-gateway --target x86_64-unknown-linux-gnu
   cargo build --locked -p sandrun-operator -p sandrun-gateway -p sandrun-cli
 }

@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 say "format and lints"
+build_web
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
@@ -32,6 +33,12 @@ cluster/netpol-check.sh
 
 say "end-to-end tests on the local cluster"
 if ! cargo test --locked -p sandrun-e2e -- --test-threads="${E2E_THREADS:-4}"; then
+  logs_on_failure
+  exit 1
+fi
+
+say "playground page: unit tests, then headless Chromium against the in-cluster gateway"
+if ! hack/test-web.sh; then
   logs_on_failure
   exit 1
 fi

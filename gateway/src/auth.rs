@@ -111,14 +111,42 @@ impl Keys {
     }
 }
 
+/// The WebSocket subprotocol the gateway speaks, and answers with.
+pub const WS_PROTOCOL: &str = "sandrun.v1";
+/// A WebSocket subprotocol that carries the key, base64url-encoded without
+/// padding (a subprotocol is an HTTP token: no `=`, `/` or `+`). Offered
+/// beside [`WS_PROTOCOL`]; the gateway never answers with it.
+pub const WS_BEARER_PREFIX: &str = "sandrun.bearer.";
+
 /// The bearer token of a request: `Authorization: Bearer ...`, or for
-/// browsers' WebSockets (which cannot set headers) `?access_token=...`.
+/// browsers' WebSockets (which cannot set headers) the subprotocol
+/// `sandrun.bearer.<base64url key>`, or `?access_token=...`.
+///
+/// Browsers should use the subprotocol: a URL with a key in it ends up in
+/// proxy and ingress access logs, browser history and developer tools,
+/// where a request header does not. The query parameter stays for the
+/// clients that already use it.
 pub fn bearer(parts: &Parts) -> Option<String> {
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) {
         return Some(token.trim().to_owned());
     }
+    if let Some(token) = subprotocol_bearer(parts) {
+        return Some(token);
+    }
     parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
+}
+
+fn subprotocol_bearer(parts: &Parts) -> Option<String> {
+    use base64::Engine as _;
+    let offered = parts.headers.get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL);
+    let encoded = offered
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(WS_BEARER_PREFIX))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 impl FromRequestParts<Arc<AppState>> for Tenant {
@@ -154,6 +182,48 @@ mod tests {
         match a.charge() {
             Err(ApiError::RateLimited { retry_after_secs }) => assert!(retry_after_secs >= 1),
             other => panic!("expected a rate limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_the_header_the_subprotocol_or_the_query() {
+        let parts = |uri: &str, headers: &[(&str, &str)]| {
+            let mut request = axum::http::Request::get(uri);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        // base64url of "key/with+odd=chars", unpadded
+        let encoded = "a2V5L3dpdGgrb2RkPWNoYXJz";
+        // uri, headers, the key found
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: [Case; 7] = [
+            ("/v1/ws", &[("authorization", "Bearer from-header")], Some("from-header")),
+            (
+                "/v1/ws",
+                &[("sec-websocket-protocol", "sandrun.v1, sandrun.bearer.a2V5L3dpdGgrb2RkPWNoYXJz")],
+                Some("key/with+odd=chars"),
+            ),
+            (
+                "/v1/ws",
+                &[
+                    ("sec-websocket-protocol", "sandrun.v1"),
+                    ("sec-websocket-protocol", &format!("sandrun.bearer.{encoded}")),
+                ],
+                Some("key/with+odd=chars"),
+            ),
+            ("/v1/ws", &[("sec-websocket-protocol", "sandrun.v1, sandrun.bearer.not*base64")], None),
+            ("/v1/ws", &[("sec-websocket-protocol", "sandrun.v1")], None),
+            ("/v1/ws?access_token=from-query", &[], Some("from-query")),
+            (
+                "/v1/ws?access_token=from-query",
+                &[("authorization", "Bearer from-header"), ("sec-websocket-protocol", "sandrun.bearer.eA")],
+                Some("from-header"),
+            ),
+        ];
+        for (uri, headers, want) in cases {
+            assert_eq!(bearer(&parts(uri, headers)).as_deref(), want, "{uri} {headers:?}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! Every failure a client can see, as `{error: {code, message, field}}`
 //! with the right status. Bad input is always a 4xx, never a 500.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,8 +19,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("missing or unknown API key")]
     Unauthorized,
-    #[error("execution {0:?} not found")]
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UpgradeRequired(String),
     #[error("rate limit exceeded; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the Kubernetes API rejected the execution: {0}")]
@@ -33,6 +38,15 @@ impl ApiError {
         ApiError::Invalid { field: field.to_owned(), message: message.into() }
     }
 
+    /// An execution that is not there (for this key). The id is quoted,
+    /// and cut short: it is whatever the client sent.
+    pub fn no_execution(id: &str) -> Self {
+        const SHOWN: usize = 80;
+        let shown: String = id.chars().take(SHOWN).collect();
+        let more = if id.chars().nth(SHOWN).is_some() { "..." } else { "" };
+        ApiError::NotFound(format!("execution {shown:?}{more} not found"))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -40,6 +54,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -52,6 +68,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Rejected(_) => "rejected",
             ApiError::Unavailable(_) => "unavailable",
@@ -88,6 +106,23 @@ impl From<JsonRejection> for ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::Invalid { field: field_of(&text), message: text },
             _ => ApiError::BadRequest(text),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        let text = rejection.body_text();
+        match rejection.status() {
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(text),
+            StatusCode::UPGRADE_REQUIRED => ApiError::UpgradeRequired(text),
+            _ => ApiError::BadRequest(format!("{text}; /v1/ws takes WebSocket upgrades only")),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Extractors whose rejections are our JSON errors, not axum's plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -35,5 +35,21 @@ where
             .await
             .map(|Query(value)| ApiQuery(value))
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// Path parameters; a bad one (say, percent-encoded bytes that are not
+/// UTF-8) is a JSON 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| ApiPath(value)).map_err(ApiError::from)
     }
 }

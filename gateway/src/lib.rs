@@ -13,4 +13,5 @@ pub mod openapi;
 pub mod rest;
 pub mod server;
 pub mod startup;
+pub mod web;
 pub mod ws;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,11 +13,11 @@ use sandrun_crds::{Execution, CANCEL_ANNOTATION};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::{ExecutionList, ExecutionView, State as RunState, SubmitRequest};
+use crate::api::{ErrorBody, ExecutionList, ExecutionView, State as RunState, SubmitRequest};
 use crate::auth::Tenant;
 use crate::convert::{to_spec, view};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::AppState;
 
 /// The longest a request may hold on with `?wait=`.
@@ -25,6 +25,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 const MAX_PAGE: usize = 500;
 pub const TENANT_LABEL: &str = "sandrun.dev/tenant";
 const FIELD_MANAGER: &str = "sandrun-gateway";
+const ID_DOC: &str = "the execution's id, a Kubernetes object name; any other id is not found";
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -44,11 +45,17 @@ pub struct ListQuery {
 
 /// Submit an execution; answers at once (202) or, with `?wait=`, when it
 /// finishes (200) or the wait runs out (202 with its state then).
-#[utoipa::path(post, path = "/v1/executions", request_body = SubmitRequest,
+#[utoipa::path(post, path = "/v1/executions",
+    request_body(content = SubmitRequest, description = "The program to run",
+        example = json!({"language": "python", "code": "print(6 * 7)", "limits": {"timeoutSeconds": 5}})),
     params(("wait" = Option<String>, Query, description = "how long to hold for the result, e.g. 30s (max 120s)")),
-    responses((status = 202, body = ExecutionView), (status = 200, body = ExecutionView), (status = 400, body = crate::api::ErrorBody),
-        (status = 401, body = crate::api::ErrorBody), (status = 413, body = crate::api::ErrorBody), (status = 422, body = crate::api::ErrorBody),
-        (status = 429, body = crate::api::ErrorBody)),
+    responses(
+        (status = 202, description = "Accepted: queued, or still running when `wait` ran out", body = ExecutionView),
+        (status = 200, description = "Finished within `wait`", body = ExecutionView),
+        (status = 400, description = "Malformed JSON, a body that is not JSON, or an unknown query parameter", body = ErrorBody),
+        (status = 413, description = "Body over the gateway's limit", body = ErrorBody),
+        (status = 422, description = "Invalid request, `field` names the culprit; or refused by the API server", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
@@ -96,17 +103,35 @@ pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) 
 /// The Execution as the watch has it, or from the API server when the
 /// watch has not caught up yet (right after a create).
 pub async fn fetch(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Execution>, ApiError> {
+    // Checked before the id becomes part of an API server URL, where
+    // `a/status`, `a?b` or `../x` would address something else.
+    if !is_object_name(id) {
+        return Err(ApiError::no_execution(id));
+    }
     if let Some(found) = state.hub.get(namespace, id) {
         return Ok(found);
     }
     let api: Api<Execution> = Api::namespaced(state.client.clone(), namespace);
     match api.get_opt(id).await {
         Ok(Some(found)) => Ok(Arc::new(found)),
-        Ok(None) => Err(ApiError::NotFound(id.to_owned())),
-        // A name that is not a valid object name cannot exist either.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 400 => Err(ApiError::NotFound(id.to_owned())),
+        Ok(None) => Err(ApiError::no_execution(id)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(ApiError::no_execution(id)),
         Err(e) => Err(ApiError::from_kube(e)),
     }
+}
+
+/// A Kubernetes object name (a DNS-1123 subdomain), as every execution id
+/// is: at most 253 of `a-z`, `0-9`, `-` and `.`, each dot-separated part
+/// starting and ending with a letter or digit.
+pub fn is_object_name(id: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    id.len() <= 253
+        && id.split('.').all(|part| {
+            let bytes = part.as_bytes();
+            bytes.first().is_some_and(|c| alnum(*c))
+                && bytes.last().is_some_and(|c| alnum(*c))
+                && bytes.iter().all(|c| alnum(*c) || *c == b'-')
+        })
 }
 
 fn is_final(execution: &Execution) -> bool {
@@ -140,12 +165,18 @@ pub async fn wait_final(
     latest
 }
 
-#[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = ExecutionView), (status = 404, body = crate::api::ErrorBody)), security(("bearer" = [])))]
+/// An execution and, once it has finished, its result.
+#[utoipa::path(get, path = "/v1/executions/{id}", params(("id" = String, Path, description = ID_DOC)),
+    responses(
+        (status = 200, description = "The execution", body = ExecutionView),
+        (status = 400, description = "An id that is not UTF-8", body = ErrorBody),
+        (status = 404, description = "No such execution for this key", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExecutionView>, ApiError> {
     let execution = fetch(&state, &tenant.namespace, &id).await?;
     Ok(Json(view(&execution)))
@@ -154,8 +185,13 @@ pub async fn get(
 /// Lists this key's executions, newest first.
 #[utoipa::path(get, path = "/v1/executions",
     params(("status" = Option<String>, Query, description = "queued, running, succeeded, failed, timed_out or cancelled"),
-        ("limit" = Option<usize>, Query), ("continue" = Option<String>, Query)),
-    responses((status = 200, body = ExecutionList), (status = 422, body = crate::api::ErrorBody)), security(("bearer" = [])))]
+        ("limit" = Option<usize>, Query, description = "page size, 1 to 500 (default 50)"),
+        ("continue" = Option<String>, Query, description = "the `next` of the previous page")),
+    responses(
+        (status = 200, description = "A page of executions", body = ExecutionList),
+        (status = 400, description = "A malformed query: an unknown parameter, or a `limit` that is not a number", body = ErrorBody),
+        (status = 422, description = "An unknown `status` or a `continue` that no page gave", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     tenant: Tenant,
@@ -178,19 +214,26 @@ pub async fn list(
     all.retain(|v| wanted.is_none_or(|w| v.status == w));
     // Newest first; the id breaks ties so pages are stable.
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
-    let next = (offset + limit < all.len()).then(|| (offset + limit).to_string());
+    let end = offset.saturating_add(limit);
+    let next = (end < all.len()).then(|| end.to_string());
     let items = all.into_iter().skip(offset).take(limit).collect();
     Ok(Json(ExecutionList { items, next }))
 }
 
 /// Cancels a run: it stops and ends as `cancelled`. Finished ones are left as they are.
-#[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path)),
-    responses((status = 202, body = ExecutionView), (status = 200, body = ExecutionView), (status = 404, body = crate::api::ErrorBody)),
+#[utoipa::path(delete, path = "/v1/executions/{id}", params(("id" = String, Path, description = ID_DOC)),
+    responses(
+        (status = 202, description = "Cancel requested; it ends as `cancelled`", body = ExecutionView),
+        (status = 200, description = "Already finished; left as it was", body = ExecutionView),
+        (status = 400, description = "An id that is not UTF-8", body = ErrorBody),
+        (status = 404, description = "No such execution for this key", body = ErrorBody),
+        (status = 422, description = "The API server refused the change", body = ErrorBody),
+        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<Arc<AppState>>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let current = fetch(&state, &tenant.namespace, &id).await?;
     if is_final(&current) {
@@ -213,5 +256,18 @@ mod tests {
         assert_eq!(parse_wait("7").unwrap(), Duration::from_secs(7));
         assert_eq!(parse_wait("10m").unwrap_err().field(), Some("wait"));
         assert_eq!(parse_wait("soon").unwrap_err().field(), Some("wait"));
+    }
+
+    #[test]
+    fn only_object_names_are_ids() {
+        for good in ["run-x7k2p", "a", "1", "a.b-c", &"a".repeat(253)] {
+            assert!(is_object_name(good), "{good}");
+        }
+        let long = "a".repeat(254);
+        for bad in
+            ["", "A", "a b", "a/status", "../x", "a?watch=1", "a#b", "-a", "a-", "a..b", ".a", "\u{e9}", "a\n", &long]
+        {
+            assert!(!is_object_name(bad), "{bad:?}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::auth::Keys;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::{track, Metrics};
-use crate::{openapi, rest, ws};
+use crate::{openapi, rest, web, ws};
 
 pub struct AppState {
     pub client: Client,
@@ -43,16 +43,26 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
+        // Before CORS, so that preflights still reach the CORS layer.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let api = match cors(&limits.cors_origins) {
         Some(layer) => api.layer(layer),
         None => api,
     };
-    api.route("/healthz", get(|| async { "ok\n" }))
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
+        // The playground page: no key needed (the page asks for one).
+        .merge(web::router())
+        .method_not_allowed_fallback(method_not_allowed);
+    api.merge(ops).layer(middleware::from_fn_with_state(state.clone(), track)).with_state(state)
+}
+
+/// axum's own 405 has an empty body; this one is JSON. The Allow header stays.
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed here"))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

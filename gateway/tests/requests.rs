@@ -51,6 +51,15 @@ fn post(token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
     builder.body(body.into()).unwrap()
 }
 
+/// An authenticated request without a body.
+fn with_key(builder: axum::http::request::Builder) -> Request<Body> {
+    builder.header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    with_key(Request::get(uri))
+}
+
 async fn send(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Option<ErrorBody>) {
     let response = app().oneshot(request).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
@@ -128,6 +137,49 @@ async fn table_of_bad_requests() {
             "invalid_request",
             Some("status"),
         ),
+        // Ids that are not object names never reach Kubernetes (which
+        // would answer 503 here): in a URL they would address another object.
+        ("id with a space", get("/v1/executions/a%20b"), StatusCode::NOT_FOUND, "not_found", None),
+        ("id with a subresource", get("/v1/executions/run-x%2Fstatus"), StatusCode::NOT_FOUND, "not_found", None),
+        ("id with a query", get("/v1/executions/run-x%3Fwatch=1"), StatusCode::NOT_FOUND, "not_found", None),
+        (
+            "id climbing out",
+            get("/v1/executions/..%2F..%2Fother%2Fexecutions%2Fx"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        ),
+        ("id not UTF-8", get("/v1/executions/%FF"), StatusCode::BAD_REQUEST, "bad_request", None),
+        (
+            "cancel an id that is not a name",
+            with_key(Request::delete("/v1/executions/A%0A")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        ),
+        (
+            "unknown method",
+            with_key(Request::put("/v1/executions")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            "unknown method, health",
+            Request::post("/healthz").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            "websocket without a key",
+            Request::get("/v1/ws").body(Body::empty()).unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        ("websocket without an upgrade", get("/v1/ws"), StatusCode::BAD_REQUEST, "bad_request", None),
+        ("list with a negative limit", get("/v1/executions?limit=-1"), StatusCode::BAD_REQUEST, "bad_request", None),
     ];
     for (name, request, want_status, want_code, want_field) in cases {
         let (status, headers, body) = send(request).await;
@@ -181,4 +233,141 @@ async fn openapi_health_and_cors_are_served() {
         .unwrap();
     let response = app().oneshot(preflight).await.unwrap();
     assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://play.example");
+}
+
+#[tokio::test]
+async fn a_405_keeps_its_allow_header() {
+    let (status, headers, body) = send(with_key(Request::put("/v1/executions/run-x"))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "GET,HEAD,DELETE");
+    assert_eq!(body.expect("JSON").error.code, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_continue_token_past_the_end_is_an_empty_last_page() {
+    let response = app().oneshot(get(&format!("/v1/executions?limit=500&continue={}", usize::MAX))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let list: sandrun_gateway::api::ExecutionList =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(list.items.is_empty() && list.next.is_none());
+}
+
+/// Every answer is documented, with a description (OpenAPI requires one),
+/// and every error answer is an ErrorBody.
+#[test]
+fn the_openapi_document_describes_every_answer() {
+    let doc = serde_json::to_value(sandrun_gateway::openapi::document()).unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = operation["responses"].as_object().unwrap();
+            let secured = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+            for code in ["401", "429"] {
+                assert!(!secured || responses.contains_key(code), "{method} {path}: no {code}");
+            }
+            for (code, response) in responses {
+                assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {code}");
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(operations, 5, "submit, list, get, cancel, ws");
+}
+
+mod websocket {
+    //! The WebSocket on a loopback port: bad frames get an `error` or the
+    //! close code for the reason, and the connection ends cleanly.
+
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn connect() -> Socket {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, super::app()).await });
+        let request =
+            tokio_tungstenite::tungstenite::ClientRequestBuilder::new(format!("ws://{addr}/v1/ws").parse().unwrap())
+                .with_header("Authorization", format!("Bearer {}", super::TOKEN));
+        tokio_tungstenite::connect_async(request).await.expect("connect").0
+    }
+
+    /// The next text or close frame, as `error CODE` or `close CODE`; then
+    /// `end` once the connection is over.
+    async fn next(socket: &mut Socket) -> String {
+        loop {
+            let frame =
+                tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("an answer");
+            return match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    format!("{} {}", value["type"].as_str().unwrap(), value["error"]["code"].as_str().unwrap_or(""))
+                }
+                Some(Ok(Message::Close(frame))) => format!("close {}", frame.map(|f| u16::from(f.code)).unwrap_or(0)),
+                Some(Ok(_)) => continue,
+                None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => "end".to_owned(),
+                Some(Err(e)) => format!("failed: {e}"),
+            };
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_messages_are_answered_and_the_socket_lives_on() {
+        let mut socket = connect().await;
+        for frame in [
+            Message::Text("garbage".into()),
+            Message::Binary(vec![1, 2, 3].into()),
+            Message::Text(r#"{"type": "dance"}"#.into()),
+            Message::Text(r#"{"type": "execute", "language": "bash", "code": "true", "bogus": 1}"#.into()),
+        ] {
+            socket.send(frame).await.unwrap();
+            assert_eq!(next(&mut socket).await, "error bad_request");
+        }
+        // A burst bigger than the queue for answers: slowed down, not dropped.
+        for _ in 0..1000 {
+            socket.feed(Message::Text("garbage".into())).await.unwrap();
+        }
+        socket.flush().await.unwrap();
+        for i in 0..1000 {
+            assert_eq!(next(&mut socket).await, "error bad_request", "answer {i}");
+        }
+        socket.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await.unwrap();
+        assert_eq!(next(&mut socket).await, "close 1000", "the close frame is answered");
+        assert_eq!(next(&mut socket).await, "end");
+    }
+
+    #[tokio::test]
+    async fn unreadable_frames_close_with_the_code_for_the_reason() {
+        let text = |payload: Vec<u8>, fin: bool| Message::Frame(Frame::message(payload, OpCode::Data(Data::Text), fin));
+        let more = |payload: Vec<u8>| Message::Frame(Frame::message(payload, OpCode::Data(Data::Continue), true));
+        let cap = sandrun_gateway::ws::MAX_MESSAGE_BYTES;
+        let cases: Vec<(&str, Vec<Message>, &str)> = vec![
+            ("one byte over the cap", vec![Message::Text("x".repeat(cap + 1).into())], "close 1009"),
+            (
+                "fragments over the cap",
+                vec![text(vec![b' '; cap / 2 + 1], false), more(vec![b' '; cap / 2 + 1])],
+                "close 1009",
+            ),
+            ("not UTF-8", vec![text(vec![0xff, 0xfe], true)], "close 1007"),
+            ("ping over 125 bytes", vec![Message::Frame(Frame::ping(vec![0; 200]))], "close 1002"),
+        ];
+        for (name, frames, want) in cases {
+            let mut socket = connect().await;
+            for frame in frames {
+                socket.feed(frame).await.unwrap();
+            }
+            socket.flush().await.unwrap();
+            assert_eq!(next(&mut socket).await, want, "{name}");
+            assert_eq!(next(&mut socket).await, "end", "{name}");
+        }
+    }
 }
