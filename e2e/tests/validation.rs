@@ -73,6 +73,16 @@ async fn table_of_rejected_manifests() {
             "memory must be a quantity",
         ),
         (
+            "wrong type",
+            json!({"language": "python", "source": source(), "limits": {"timeoutSeconds": "ten"}}),
+            "spec.limits.timeoutSeconds: Invalid value: \"string\"",
+        ),
+        (
+            "oversized source file",
+            json!({"language": "python", "source": {"files": [{"path": "big.py", "content": "#".repeat(300_000)}]}}),
+            "spec.source.files[0].content: Too long",
+        ),
+        (
             "output cap too big",
             json!({"language": "python", "source": source(), "limits": {"maxOutputBytes": 10485760}}),
             "spec.limits.maxOutputBytes",
@@ -82,6 +92,26 @@ async fn table_of_rejected_manifests() {
         let message = rejection(&ns, spec).await;
         assert!(message.contains(want), "{name}: message {message:?} lacks {want:?}");
     }
+}
+
+/// What a `kubectl apply` user sees for a misspelt field: kubectl asks the
+/// API server for strict field validation.
+#[tokio::test]
+async fn kubectl_apply_names_an_unknown_field() {
+    let ns = TestNamespace::new("unknown-field").await;
+    let manifest = "apiVersion: sandrun.dev/v1alpha1\nkind: Execution\nmetadata: {name: typo}\nspec:\n  language: python\n  source: {files: [{path: main.py, content: 'print(1)'}]}\n  timeoutSecnds: 5\n";
+    let mut child = std::process::Command::new("kubectl")
+        .args(["apply", "-n", &ns.name, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), manifest.as_bytes()).expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kubectl accepted a misspelt field");
+    assert!(stderr.contains("unknown field \"spec.timeoutSecnds\""), "{stderr}");
 }
 
 #[tokio::test]
