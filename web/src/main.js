@@ -300,6 +300,10 @@ function showFresh() {
 /** Shows what the gateway says of the shown run. Output only as text. */
 function showView(view) {
   if (!view || view.id !== shown.id) return;
+  // Answers can arrive out of order: the DELETE reply carries the state from
+  // before the cancel and may land after the socket's final update. A final
+  // state is never replaced by an earlier one.
+  if (isFinal(shown.status) && shown.view && !isFinal(view.status)) return;
   shown.view = view;
   shown.status = view.status;
   const final = isFinal(view.status);
