@@ -53,9 +53,10 @@ pub fn pod_process(pod: &str, binary: &str) -> Option<u32> {
     })
 }
 
-/// Resident memory of every process of `binary` in sandrun's pods, in MiB.
-pub fn sandrun_rss_mib(component: &str, binary: &str) -> Vec<u64> {
-    let pods = crate::kubectl(&[
+/// `kubectl get pods -o jsonpath=JSONPATH` for one of sandrun's components
+/// (`operator` or `gateway`) in the release namespace.
+pub fn component_pods(component: &str, jsonpath: &str) -> String {
+    crate::kubectl(&[
         "-n",
         RELEASE_NAMESPACE,
         "get",
@@ -63,9 +64,14 @@ pub fn sandrun_rss_mib(component: &str, binary: &str) -> Vec<u64> {
         "-l",
         &format!("app.kubernetes.io/component={component}"),
         "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    pods.split_whitespace()
+        &format!("jsonpath={jsonpath}"),
+    ])
+}
+
+/// Resident memory of every process of `binary` in sandrun's pods, in MiB.
+pub fn sandrun_rss_mib(component: &str, binary: &str) -> Vec<u64> {
+    component_pods(component, "{.items[*].metadata.name}")
+        .split_whitespace()
         .filter_map(|pod| pod_process(pod, binary))
         .filter_map(|pid| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use sandrun_api::{ServerMessage, State};
 use sandrun_crds::{Execution, Limits, Phase};
-use sandrun_e2e::faults::{daemon_pid, kill_leader, new_leader, pod_process, print_table, sigkill, RELEASE_NAMESPACE};
+use sandrun_e2e::faults::{component_pods, daemon_pid, kill_leader, new_leader, pod_process, print_table, sigkill};
 use sandrun_e2e::gateway::{next_message, send_json, Gateway, Socket};
 use sandrun_e2e::{kubectl, python, status_of, with_limits, TestNamespace};
 use serde_json::json;
@@ -126,16 +126,7 @@ async fn gateway_killed_while_clients_wait() -> Vec<String> {
     for _ in 0..CLIENTS {
         accepted_rx.recv().await.expect("every client is accepted");
     }
-    let pod = kubectl(&[
-        "-n",
-        RELEASE_NAMESPACE,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=gateway",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
+    let pod = component_pods("gateway", "{.items[0].metadata.name}");
     let pid = pod_process(&pod, "sandrun-gateway").expect("the gateway's process");
     let killed = Instant::now();
     sigkill(pid);

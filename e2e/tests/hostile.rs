@@ -10,7 +10,7 @@
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
-use sandrun_e2e::faults::{print_table, sandrun_rss_mib};
+use sandrun_e2e::faults::{component_pods, print_table, sandrun_rss_mib};
 use sandrun_e2e::{kubectl, program, python, status_of, with_limits, TestNamespace};
 
 /// What a case's status must show; `Err` says what it shows instead.
@@ -162,16 +162,7 @@ fn has_line(s: &ExecutionStatus, wanted: &str) -> Result<(), String> {
 fn network_targets() -> Vec<String> {
     let node_ip =
         kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}"]);
-    let gateway_pod = kubectl(&[
-        "-n",
-        "sandrun-system",
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=gateway",
-        "-o",
-        "jsonpath={.items[0].status.podIP}",
-    ]);
+    let gateway_pod = component_pods("gateway", "{.items[0].status.podIP}");
     vec![
         "10.96.0.1:443".to_owned(),
         format!("{node_ip}:6443"),

@@ -310,16 +310,10 @@ fn gateway_restarts(gw: &Gateway) -> Option<String> {
     if gw.url != format!("http://{}", sandrun_e2e::gateway::service_addr()) {
         return None;
     }
-    Some(sandrun_e2e::kubectl(&[
-        "-n",
-        "sandrun-system",
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/component=gateway",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}",
-    ]))
+    Some(sandrun_e2e::faults::component_pods(
+        "gateway",
+        "{range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}",
+    ))
 }
 
 #[tokio::test]
