@@ -3,19 +3,13 @@
 //! points at a closed port, so any request that did reach it would fail as
 //! 503, never pass.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use kube::{Client, Config};
-use prometheus_client::registry::Registry;
 use sandrun_gateway::api::ErrorBody;
-use sandrun_gateway::auth::Keys;
-use sandrun_gateway::hub::Hub;
-use sandrun_gateway::metrics::Metrics;
-use sandrun_gateway::server::{router, AppState, Limits};
 use tower::ServiceExt;
+
+mod common;
 
 const TOKEN: &str = "test-token-0123456789";
 const SLOW_TOKEN: &str = "slow-token-0123456789";
@@ -24,23 +18,12 @@ const SLOW_TOKEN: &str = "slow-token-0123456789";
 type Case = (&'static str, Request<Body>, StatusCode, &'static str, Option<&'static str>);
 
 fn app() -> axum::Router {
-    let config = Config::new("http://127.0.0.1:1".parse().unwrap());
-    let client = Client::try_from(config).unwrap();
-    let keys = Keys::from_yaml(&format!(
-        "keys:\n  - {{name: t, token: {TOKEN}, namespace: team-t}}\n  - {{name: slow, token: {SLOW_TOKEN}, namespace: team-s, requestsPerSecond: 1, burst: 2}}\n"
-    ))
-    .unwrap();
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let state = Arc::new(AppState {
-        hub: Hub::start(client.clone()),
-        client,
-        keys,
-        metrics,
-        registry,
-        execution_ttl_seconds: 60,
-    });
-    router(state, &Limits { max_body_bytes: 64 * 1024, cors_origins: vec!["https://play.example".into()] })
+    common::app(
+        &format!(
+            "keys:\n  - {{name: t, token: {TOKEN}, namespace: team-t}}\n  - {{name: slow, token: {SLOW_TOKEN}, namespace: team-s, requestsPerSecond: 1, burst: 2}}\n"
+        ),
+        vec!["https://play.example".into()],
+    )
 }
 
 fn post(token: Option<&str>, body: impl Into<Body>) -> Request<Body> {

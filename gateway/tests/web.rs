@@ -4,39 +4,21 @@
 //! WebSocket carries its key as a subprotocol, and the header still works.
 //! As in requests.rs, the Kubernetes client points at a closed port.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use kube::{Client, Config};
-use prometheus_client::registry::Registry;
-use sandrun_gateway::auth::Keys;
-use sandrun_gateway::hub::Hub;
-use sandrun_gateway::metrics::Metrics;
-use sandrun_gateway::server::{router, AppState, Limits};
 use sandrun_gateway::web;
 use tokio_tungstenite::tungstenite::{self, ClientRequestBuilder, Message};
 use tower::ServiceExt;
 
+mod common;
+
 const TOKEN: &str = "web-token-0123456789";
 
 fn app() -> axum::Router {
-    let client = Client::try_from(Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-    let keys = Keys::from_yaml(&format!("keys:\n  - {{name: w, token: {TOKEN}, namespace: team-w}}\n")).unwrap();
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let state = Arc::new(AppState {
-        hub: Hub::start(client.clone()),
-        client,
-        keys,
-        metrics,
-        registry,
-        execution_ttl_seconds: 60,
-    });
-    router(state, &Limits { max_body_bytes: 64 * 1024, cors_origins: vec![] })
+    common::app(&format!("keys:\n  - {{name: w, token: {TOKEN}, namespace: team-w}}\n"), vec![])
 }
 
 async fn get(uri: &str, headers: &[(header::HeaderName, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
