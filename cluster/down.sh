@@ -41,6 +41,12 @@ main() {
   lock_state
   t0=$(now)
 
+  # Simulated nodes first, while the API server can still delete them and
+  # their pods (cluster/kwok.sh, used by benchmarks).
+  if daemon_running kwok; then
+    "$here/kwok.sh" stop || log "warning: cluster/kwok.sh stop failed"
+  fi
+
   # Controllers and node agents first, so nothing reschedules or restarts
   # pods meanwhile; then the pods; then the runtime and the API; etcd last.
   # Only etcd and containerd keep state worth a graceful stop; the others

@@ -60,7 +60,7 @@ stray_pids() {
     [[ $p == "$$" || $p == "$BASHPID" ]] && continue
     exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
     case ${exe##*/} in
-      sandrun-k8s | containerd | containerd-shim-runc-v2 | containerd-shim-runsc-v1 | runsc | runc | "runsc (deleted)" | kube-router) ;;
+      sandrun-k8s | containerd | containerd-shim-runc-v2 | containerd-shim-runsc-v1 | runsc | runc | "runsc (deleted)" | kube-router | kwok) ;;
       *) continue ;;
     esac
     tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$SANDRUN_STATE" && echo "$p"

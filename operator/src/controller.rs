@@ -1,20 +1,24 @@
-//! Wires the reconciler to its watches.
+//! Wires the reconciler to its watches. Every watch also fills a store
+//! (see [`crate::stores`]), so reconciles read memory, not the API server.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{future, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use sandrun_crds::Execution;
 use tracing::{debug, warn};
 
 use crate::labels::{EXECUTION_KEY, MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
+use crate::stores::{slim_job, slim_meta, slim_pod, Writers};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -29,21 +33,56 @@ where
 /// Runs until `shutdown` resolves, then lets in-flight reconciles finish.
 pub async fn run(
     ctx: Arc<Context>,
+    writers: Writers,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
-    let managed = format!("{MANAGED_BY_KEY}={MANAGED_BY}");
-    let execution_pods = format!("{ROLE_KEY}={ROLE_EXECUTION}");
-    Controller::new(api::<Execution>(&client, ns), watcher::Config::default())
-        .owns(api::<Job>(&client, ns), watcher::Config::default().labels(&managed))
-        // Only to notice an inputs ConfigMap deleted before its pod started.
-        .owns(api::<ConfigMap>(&client, ns), watcher::Config::default().labels(&managed))
-        // Pods are the Job's children, not ours: map them back by label to
-        // see Running and waiting reasons as soon as the kubelet reports them.
-        .watches(api::<Pod>(&client, ns), watcher::Config::default().labels(&execution_pods), |pod: Pod| {
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_KEY}={MANAGED_BY}"));
+    let execution_pods = watcher::Config::default().labels(&format!("{ROLE_KEY}={ROLE_EXECUTION}"));
+
+    let (executions, executions_writer) = reflector::store();
+    let execution_events = watcher(api::<Execution>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|execution: &mut Execution| execution.managed_fields_mut().clear())
+        .reflect(executions_writer)
+        .applied_objects();
+    let jobs = watcher(api::<Job>(&client, ns), managed.clone())
+        .default_backoff()
+        .modify(slim_job)
+        .reflect(writers.jobs)
+        .touched_objects();
+    // Only to notice an inputs ConfigMap deleted before its pod started.
+    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
+        .default_backoff()
+        .modify(slim_meta)
+        .reflect(writers.config_maps)
+        .touched_objects();
+    // Pods are the Job's children, not ours: map them back by label to see
+    // Running and waiting reasons as soon as the kubelet reports them.
+    let index = ctx.stores.pods_by_execution.clone();
+    let pods = watcher(api::<Pod>(&client, ns), execution_pods)
+        .default_backoff()
+        .modify(slim_pod)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        })
+        .reflect(writers.pods)
+        .touched_objects();
+    // One per namespace, so the operator applies it only when missing or changed.
+    let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
+        .default_backoff()
+        .reflect(writers.policies)
+        .for_each(|_| future::ready(()));
+
+    let controller = Controller::for_stream(execution_events, executions)
+        .owns_stream(jobs)
+        .owns_stream(config_maps)
+        .watches_stream(pods, |pod: Pod| {
             let name = pod.labels().get(EXECUTION_KEY)?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })
@@ -55,6 +94,10 @@ pub async fn run(
                 Ok((object, action)) => debug!(%object, ?action, "reconciled"),
                 Err(error) => warn!(%error, "controller"),
             }
-        })
-        .await;
+        });
+    // The policy watch has no end of its own; the controller's end is ours.
+    tokio::select! {
+        () = controller => {}
+        () = policies => {}
+    }
 }

@@ -17,5 +17,6 @@ pub mod quantity;
 pub mod reconcile;
 pub mod startup;
 pub mod status;
+pub mod stores;
 pub mod text;
 pub mod validate;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -24,6 +25,7 @@ use crate::labels::{child_name, FIELD_MANAGER, RUN_CONTAINER};
 use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
 use crate::objects;
 use crate::status::{self, Frame, Observed};
+use crate::stores::Stores;
 use crate::validate;
 
 /// Enough for two 256 KiB streams even if every byte needed a JSON escape.
@@ -37,6 +39,7 @@ pub struct Context {
     pub config: OperatorConfig,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    pub stores: Stores,
 }
 
 #[instrument(skip_all, fields(namespace = execution.namespace().unwrap_or_default(), execution = execution.name_any()))]
@@ -63,6 +66,8 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
     if previous.is_terminal() {
         return expire(execution, ctx, &namespace).await;
     }
+    // An object missing from a store that has not listed yet proves nothing.
+    ctx.stores.wait_until_ready().await;
     let now = Time(Timestamp::now());
     let child = child_name(&execution.name_any());
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -74,8 +79,17 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Err(problem) => return reject(execution, ctx, &namespace, problem.to_string(), &now).await,
     };
 
-    let mut job =
-        jobs.get_opt(&child).await.map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?;
+    let mut job = match ctx.stores.job(&namespace, &child) {
+        Some(job) => Some(job),
+        // The Job this operator just made may not have come back through
+        // the watch yet; ask before concluding someone deleted it.
+        None if previous.job_name.is_some() => jobs
+            .get_opt(&child)
+            .await
+            .map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?
+            .map(Arc::new),
+        None => None,
+    };
     if let Some(existing) = &job {
         if !owned_by(existing, execution) {
             // A same-named Execution's Job still being garbage-collected.
@@ -84,7 +98,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         }
     } else if previous.job_name.is_none() {
         match create_children(execution, ctx, &namespace, &program).await {
-            Ok(created) => job = Some(created),
+            Ok(created) => job = Some(Arc::new(created)),
             Err(Error::Apply { kind, source, .. }) if is_invalid(&source) => {
                 let message = format!("the API server rejected the {kind}: {}", api_message(&source));
                 return reject(execution, ctx, &namespace, message, &now).await;
@@ -95,11 +109,8 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         ctx.metrics.jobs_created.inc();
     }
 
-    let pod = match &job {
-        Some(job) => newest_pod(ctx, &namespace, job).await?,
-        None => None,
-    };
-    if job.is_some() && previous.job_name.is_some() && status::awaits_inputs(pod.as_ref()) {
+    let pod = job.as_ref().and_then(|job| ctx.stores.newest_pod(&namespace, &execution.name_any(), job));
+    if job.is_some() && previous.job_name.is_some() && status::awaits_inputs(pod.as_deref()) {
         restore_inputs(execution, ctx, &namespace).await?;
     }
     let frame = match &pod {
@@ -107,7 +118,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         _ => None,
     };
     let observed =
-        Observed { job: job.as_ref(), pod: pod.as_ref(), frame, job_was_created: previous.job_name.is_some() };
+        Observed { job: job.as_deref(), pod: pod.as_deref(), frame, job_was_created: previous.job_name.is_some() };
     let mut next = status::derive(execution, &observed, &now);
     if next.stdout.is_some() || next.stderr.is_some() {
         // Only a finished run carries output; size the spec just then.
@@ -149,9 +160,18 @@ async fn create_children(
     namespace: &str,
     program: &validate::Program,
 ) -> Result<Job> {
-    apply(ctx, namespace, &objects::deny_all_network_policy(namespace)).await?;
+    let policy = objects::deny_all_network_policy(namespace);
+    if !policy_in_place(&ctx.stores, namespace, &policy) {
+        apply(ctx, namespace, &policy).await?;
+    }
     apply(ctx, namespace, &objects::config_map(execution, namespace)).await?;
     apply(ctx, namespace, &objects::job(execution, namespace, program, &ctx.config)).await
+}
+
+/// The namespace's deny-all policy exists as the operator would write it.
+fn policy_in_place(stores: &Stores, namespace: &str, wanted: &NetworkPolicy) -> bool {
+    let name = wanted.metadata.name.as_deref().unwrap_or_default();
+    stores.policy(namespace, name).is_some_and(|existing| existing.spec == wanted.spec)
 }
 
 /// Puts back the inputs ConfigMap if someone deleted it before the pod
@@ -159,6 +179,11 @@ async fn create_children(
 async fn restore_inputs(execution: &Execution, ctx: &Context, namespace: &str) -> Result<()> {
     let wanted = objects::config_map(execution, namespace);
     let name = wanted.name_any();
+    if ctx.stores.config_map_exists(namespace, &name) {
+        return Ok(());
+    }
+    // The store may lag the apply that made it: only the API server can say
+    // it is really gone.
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     if api
         .get_opt(&name)
@@ -192,20 +217,6 @@ where
 fn owned_by(job: &Job, execution: &Execution) -> bool {
     let uid = execution.uid();
     job.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
-}
-
-async fn newest_pod(ctx: &Context, namespace: &str, job: &Job) -> Result<Option<Pod>> {
-    let Some(uid) = job.uid() else {
-        return Ok(None);
-    };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = format!("batch.kubernetes.io/controller-uid={uid}");
-    let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|source| Error::Read {
-        kind: "Pod",
-        name: selector,
-        source,
-    })?;
-    Ok(list.items.into_iter().max_by_key(|p| p.creation_timestamp().map(|t| t.0)))
 }
 
 async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {

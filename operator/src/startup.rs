@@ -18,6 +18,7 @@ use crate::labels::FIELD_MANAGER;
 use crate::leader::{Election, Leadership};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
+use crate::stores::{Stores, Writers};
 
 #[derive(Parser, Debug)]
 #[command(name = "sandrun-operator", version, about = "Runs each Execution as a gVisor Job")]
@@ -74,11 +75,13 @@ pub async fn run(args: Args) -> Result<()> {
         identity: format!("{instance}_{}", k8s_openapi::jiff::Timestamp::now().as_millisecond()),
         lease_duration_seconds: args.lease_duration_seconds,
     });
+    let (stores, writers) = Stores::new();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         config,
         metrics,
+        stores,
     });
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
@@ -97,9 +100,9 @@ pub async fn run(args: Args) -> Result<()> {
     });
     let work = async move {
         let outcome = match election {
-            Some(election) => lead(ctx, &args, &election, stop_rx).await,
+            Some(election) => lead(ctx, writers, &args, &election, stop_rx).await,
             None => {
-                crate::controller::run(ctx, args.namespace, args.concurrency, stopped(stop_rx)).await;
+                crate::controller::run(ctx, writers, args.namespace, args.concurrency, stopped(stop_rx)).await;
                 Ok(())
             }
         };
@@ -114,7 +117,13 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 /// Reconciles while this replica holds the lease.
-async fn lead(ctx: Arc<Context>, args: &Args, election: &Election, stop: watch::Receiver<bool>) -> Result<()> {
+async fn lead(
+    ctx: Arc<Context>,
+    writers: Writers,
+    args: &Args,
+    election: &Election,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
     let mut leadership = Leadership::campaign(ctx.client.clone(), election).await?;
     info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity,
           "waiting to lead");
@@ -127,7 +136,8 @@ async fn lead(ctx: Arc<Context>, args: &Args, election: &Election, stop: watch::
     }
     info!(identity = %election.identity, "leading");
     ctx.metrics.leader.set(1);
-    let controller = crate::controller::run(ctx.clone(), args.namespace.clone(), args.concurrency, stopped(stop));
+    let controller =
+        crate::controller::run(ctx.clone(), writers, args.namespace.clone(), args.concurrency, stopped(stop));
     tokio::pin!(controller);
     tokio::select! {
         () = &mut controller => {

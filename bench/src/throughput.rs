@@ -1,0 +1,313 @@
+//! Executions finished per second when many arrive at once, on simulated
+//! nodes (kwok completes the pods), against kube-controller-manager's Job
+//! controller finishing as many bare Jobs in the same run. Every sandrun
+//! run also goes through that Job controller, so the baseline is the
+//! ceiling and the ratio is what the operator costs on top.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use sandrun_crds::{Execution, Phase};
+use sandrun_e2e::faults::{daemon_pid, lease_holder, pod_process};
+use serde_json::json;
+
+use crate::error::{bench_error, Error, Result};
+use crate::overhead::baseline_job;
+use crate::run_id;
+use crate::stats::{print_rows, Row};
+
+/// The label `cluster/kwok.sh` gives its simulated nodes.
+const SIMULATED_KEY: &str = "type";
+const SIMULATED_VALUE: &str = "kwok";
+/// The targets.
+const GOAL_RATE: f64 = 200.0;
+const GOAL_RATIO: f64 = 0.8;
+const GOAL_RSS_MIB: f64 = 64.0;
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// How many at once, one measurement each (sandrun and baseline).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub counts: Vec<usize>,
+    /// Simulated nodes `cluster/kwok.sh` starts.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Creations in flight at once, like a busy client.
+    #[arg(long, default_value_t = 100)]
+    pub parallel: usize,
+    /// Give up on one measurement after this long.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout_seconds: u64,
+}
+
+struct Measurement {
+    count: usize,
+    /// All created, from the first create.
+    created_in: Duration,
+    /// All finished, from the first create.
+    finished_in: Duration,
+    peak_rss_mib: f64,
+    failed: usize,
+}
+
+impl Measurement {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.finished_in.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+pub async fn run(client: &Client, options: &Options) -> Result<()> {
+    let cordoned = simulate(client, options.nodes).await?;
+    let outcome = measure_all(client, options).await;
+    let restored = restore(client, &cordoned).await;
+    outcome.and(restored)
+}
+
+async fn measure_all(client: &Client, options: &Options) -> Result<()> {
+    let id = run_id();
+    for &count in &options.counts {
+        let namespace = format!("bench-{id}-jobs-{count}");
+        let baseline = measure(client, &namespace, count, options, Kind::Jobs).await?;
+        cleanup(client, &namespace).await?;
+        let namespace = format!("bench-{id}-executions-{count}");
+        let sandrun = measure(client, &namespace, count, options, Kind::Executions).await?;
+        cleanup(client, &namespace).await?;
+        report(&sandrun, &baseline);
+    }
+    Ok(())
+}
+
+fn report(sandrun: &Measurement, baseline: &Measurement) {
+    let ratio = sandrun.rate() / baseline.rate().max(f64::EPSILON);
+    let rows = vec![
+        Row::new("finished per second", format!("{:.0}/s", sandrun.rate()), format!("{:.0}/s", baseline.rate()))
+            .ratio(ratio)
+            .goal(
+                format!("≥ {GOAL_RATE}/s and ≥ {GOAL_RATIO} of baseline"),
+                sandrun.rate() >= GOAL_RATE && ratio >= GOAL_RATIO,
+            ),
+        Row::new(
+            "all created after",
+            format!("{:.1} s", sandrun.created_in.as_secs_f64()),
+            format!("{:.1} s", baseline.created_in.as_secs_f64()),
+        ),
+        Row::new(
+            "all finished after",
+            format!("{:.1} s", sandrun.finished_in.as_secs_f64()),
+            format!("{:.1} s", baseline.finished_in.as_secs_f64()),
+        ),
+        Row::new(
+            "peak RSS (operator leader | kube-controller-manager)",
+            format!("{:.1} MiB", sandrun.peak_rss_mib),
+            format!("{:.1} MiB", baseline.peak_rss_mib),
+        )
+        .goal(format!("< {GOAL_RSS_MIB} MiB at 10k"), sandrun.count < 10_000 || sandrun.peak_rss_mib < GOAL_RSS_MIB),
+        Row::new("not succeeded", sandrun.failed.to_string(), baseline.failed.to_string()),
+    ];
+    print_rows(
+        &format!(
+            "Throughput: {} Executions vs {} bare Jobs created at once, simulated nodes",
+            sandrun.count, baseline.count
+        ),
+        &rows,
+    );
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Executions,
+    Jobs,
+}
+
+async fn measure(client: &Client, namespace: &str, count: usize, options: &Options, kind: Kind) -> Result<Measurement> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns =
+        serde_json::from_value(json!({"metadata": {"name": namespace}})).map_err(|e| bench_error(e.to_string()))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let pid = match kind {
+        Kind::Executions => leader_pid(client).await?,
+        Kind::Jobs => daemon_pid("kube-controller-manager"),
+    };
+    let sampler = RssSampler::start(pid);
+    let finished = tokio::spawn(count_finished(client.clone(), namespace.to_owned(), count, kind));
+    // The watch must have listed before the first create, or it misses none
+    // but counts late; a short pause is plenty for an empty namespace.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    create_all(client, namespace, count, options.parallel, kind).await?;
+    let created_in = started.elapsed();
+    let limit = Duration::from_secs(options.timeout_seconds);
+    let failed = tokio::time::timeout(limit, finished)
+        .await
+        .map_err(|_| Error::Timeout { what: format!("{count} to finish in {namespace}"), seconds: limit.as_secs() })?
+        .map_err(|e| bench_error(e.to_string()))??;
+    let finished_in = started.elapsed();
+    Ok(Measurement { count, created_in, finished_in, peak_rss_mib: sampler.stop(), failed })
+}
+
+async fn create_all(client: &Client, namespace: &str, count: usize, parallel: usize, kind: Kind) -> Result<()> {
+    let executions: Api<Execution> = Api::namespaced(client.clone(), namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (executions, jobs) = (executions.clone(), jobs.clone());
+            async move {
+                let name = format!("run-{i}");
+                match kind {
+                    Kind::Executions => {
+                        let execution = Execution::new(&name, sandrun_e2e::python("print('hello')"));
+                        executions.create(&PostParams::default(), &execution).await.map(|_| ())
+                    }
+                    Kind::Jobs => {
+                        let job: Job =
+                            serde_json::from_value(baseline_job(&name, "localhost/sandrun-python:bookworm", "runsc"))
+                                .map_err(kube::Error::SerdeError)?;
+                        jobs.create(&PostParams::default(), &job).await.map(|_| ())
+                    }
+                }
+            }
+        })
+        .buffer_unordered(parallel)
+        .try_collect::<()>()
+        .await
+        .map_err(Error::from)
+}
+
+/// Waits until `count` have reached an end; returns how many did not succeed.
+async fn count_finished(client: Client, namespace: String, count: usize, kind: Kind) -> Result<usize> {
+    let (mut done, mut failed) = (HashSet::new(), 0);
+    match kind {
+        Kind::Executions => {
+            let stream = watcher(Api::<Execution>::namespaced(client, &namespace), watcher::Config::default());
+            let mut objects = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+            while done.len() < count {
+                let Some(execution) = objects.try_next().await? else { break };
+                let Some(status) = execution.status.as_ref().filter(|s| s.is_terminal()) else { continue };
+                if done.insert(execution.name_any()) && status.phase != Phase::Succeeded {
+                    failed += 1;
+                }
+            }
+        }
+        Kind::Jobs => {
+            let stream = watcher(Api::<Job>::namespaced(client, &namespace), watcher::Config::default());
+            let mut objects = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+            while done.len() < count {
+                let Some(job) = objects.try_next().await? else { break };
+                let conditions = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+                let ended = |kind: &str| conditions.iter().any(|c| c.type_ == kind && c.status == "True");
+                if (ended("Complete") || ended("Failed")) && done.insert(job.name_any()) && !ended("Complete") {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// The leading operator's host process (pods are host processes here).
+async fn leader_pid(client: &Client) -> Result<u32> {
+    let holder = lease_holder(client).await.ok_or_else(|| bench_error("no operator holds the lease"))?;
+    let pod = holder.split('_').next().unwrap_or_default();
+    pod_process(pod, "sandrun-operator").ok_or_else(|| bench_error(format!("no operator process for pod {pod}")))
+}
+
+/// Samples a process's resident memory every 100 ms and keeps the largest.
+struct RssSampler {
+    peak_kib: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let peak = peak_kib.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self { peak_kib, task }
+    }
+
+    fn stop(self) -> f64 {
+        self.task.abort();
+        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts kwok's simulated nodes and cordons the real ones, so every pod of
+/// the measurement lands on a simulated node; returns the nodes cordoned.
+async fn simulate(client: &Client, nodes: usize) -> Result<Vec<String>> {
+    let frame = sandrun_runner::RunResult {
+        exit_code: Some(0),
+        duration_millis: 1,
+        stdout: "hello\n".to_owned(),
+        stdout_bytes: 6,
+        ..Default::default()
+    }
+    .to_frame();
+    let log = std::env::temp_dir().join("sandrun-bench-kwok.log");
+    std::fs::write(&log, frame)?;
+    let status = tokio::process::Command::new("cluster/kwok.sh")
+        .args(["start", &nodes.to_string()])
+        .env("KWOK_LOG_FILE", &log)
+        .status()
+        .await?;
+    if !status.success() {
+        return Err(bench_error("cluster/kwok.sh start failed (run from the repository root)"));
+    }
+    let api: Api<Node> = Api::all(client.clone());
+    let nodes = api.list(&ListParams::default()).await?;
+    let simulated = |n: &Node| n.labels().get(SIMULATED_KEY).is_some_and(|v| v == SIMULATED_VALUE);
+    let schedulable = |n: &Node| !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    let mut cordoned = Vec::new();
+    for node in nodes.items.iter().filter(|n| !simulated(n) && schedulable(n)) {
+        let name = node.name_any();
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": true}}))).await?;
+        cordoned.push(name);
+    }
+    Ok(cordoned)
+}
+
+async fn restore(client: &Client, cordoned: &[String]) -> Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    for name in cordoned {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": false}}))).await?;
+    }
+    let status = tokio::process::Command::new("cluster/kwok.sh").arg("stop").status().await?;
+    if !status.success() {
+        return Err(bench_error("cluster/kwok.sh stop failed"));
+    }
+    Ok(())
+}
+
+/// Deletes the namespace and waits until it is gone, so the next
+/// measurement does not share the control plane with a garbage collection.
+async fn cleanup(client: &Client, namespace: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let uid = api.get(namespace).await?.uid().unwrap_or_default();
+    api.delete(namespace, &Default::default()).await?;
+    let gone = kube::runtime::wait::conditions::is_deleted(&uid);
+    let limit = Duration::from_secs(1800);
+    tokio::time::timeout(limit, kube::runtime::wait::await_condition(api, namespace, gone))
+        .await
+        .map_err(|_| Error::Timeout { what: format!("namespace {namespace} to go"), seconds: limit.as_secs() })?
+        .map_err(|e| bench_error(e.to_string()))?;
+    Ok(())
+}

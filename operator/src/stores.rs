@@ -1,0 +1,252 @@
+//! What the operator knows of the objects it made, kept from its watches so
+//! a reconcile reads memory instead of the API server. Objects are slimmed
+//! before they are stored: at ten thousand runs in flight, managed fields
+//! and pod specs would be most of the operator's memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+
+use crate::labels::EXECUTION_KEY;
+
+/// The Job controller's label tying a pod to its Job.
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// Read side, shared by every reconcile.
+#[derive(Clone)]
+pub struct Stores {
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub pods_by_execution: PodIndex,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub policies: Store<NetworkPolicy>,
+}
+
+/// Write side, fed by the controller's watch streams.
+pub struct Writers {
+    pub jobs: reflector::store::Writer<Job>,
+    pub pods: reflector::store::Writer<Pod>,
+    pub config_maps: reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
+    pub policies: reflector::store::Writer<NetworkPolicy>,
+}
+
+impl Stores {
+    pub fn new() -> (Self, Writers) {
+        let (jobs, jobs_writer) = reflector::store();
+        let (pods, pods_writer) = reflector::store();
+        let (config_maps, config_maps_writer) = reflector::store();
+        let (policies, policies_writer) = reflector::store();
+        let stores = Self { jobs, pods, pods_by_execution: PodIndex::default(), config_maps, policies };
+        let writers = Writers {
+            jobs: jobs_writer,
+            pods: pods_writer,
+            config_maps: config_maps_writer,
+            policies: policies_writer,
+        };
+        (stores, writers)
+    }
+
+    /// Until every store has listed once, an absent object means nothing.
+    pub async fn wait_until_ready(&self) {
+        // Errors only if a writer is dropped, which ends the controller anyway.
+        let _ = futures::join!(
+            self.jobs.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.policies.wait_until_ready(),
+        );
+    }
+
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+        self.jobs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn config_map_exists(&self, namespace: &str, name: &str) -> bool {
+        self.config_maps.get(&ObjectRef::new(name).within(namespace)).is_some()
+    }
+
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<Arc<NetworkPolicy>> {
+        self.policies.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The newest pod of `job`, found through the index rather than a scan.
+    pub fn newest_pod(&self, namespace: &str, execution: &str, job: &Job) -> Option<Arc<Pod>> {
+        let uid = job.uid()?;
+        self.pods_by_execution
+            .pods_of(namespace, execution)
+            .into_iter()
+            .filter_map(|name| self.pods.get(&ObjectRef::new(&name).within(namespace)))
+            .filter(|pod| pod.labels().get(JOB_UID_LABEL) == Some(&uid))
+            .max_by_key(|pod| pod.creation_timestamp().map(|t| t.0))
+    }
+}
+
+/// Drops what no reconcile reads: bookkeeping and the Job's pod template.
+pub fn slim_job(job: &mut Job) {
+    job.managed_fields_mut().clear();
+    job.annotations_mut().clear();
+    job.spec = None;
+}
+
+/// Keeps a pod's identity, labels and status; the spec is the operator's own.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    pod.annotations_mut().clear();
+    pod.spec = None;
+}
+
+pub fn slim_meta<K>(object: &mut PartialObjectMeta<K>) {
+    object.metadata.managed_fields = None;
+    object.metadata.annotations = None;
+}
+
+type ExecutionKey = (String, String);
+
+/// Pod names by (namespace, Execution), kept from the pod watch's events.
+#[derive(Clone, Default)]
+pub struct PodIndex(Arc<RwLock<IndexState>>);
+
+#[derive(Default)]
+struct IndexState {
+    live: HashMap<ExecutionKey, BTreeSet<String>>,
+    /// Filled during a re-list and swapped in when it is done, as the
+    /// reflector does, so a re-list drops pods deleted while disconnected.
+    relisting: Option<HashMap<ExecutionKey, BTreeSet<String>>>,
+}
+
+fn key_of(pod: &Pod) -> Option<(ExecutionKey, String)> {
+    let execution = pod.labels().get(EXECUTION_KEY)?.clone();
+    Some(((pod.namespace()?, execution), pod.metadata.name.clone()?))
+}
+
+impl PodIndex {
+    pub fn apply(&self, event: &Event<Pod>) {
+        let Ok(mut state) = self.0.write() else { return };
+        match event {
+            Event::Init => state.relisting = Some(HashMap::new()),
+            Event::InitApply(pod) => {
+                if let (Some(relisting), Some((key, name))) = (state.relisting.as_mut(), key_of(pod)) {
+                    relisting.entry(key).or_default().insert(name);
+                }
+            }
+            Event::InitDone => {
+                if let Some(relisted) = state.relisting.take() {
+                    state.live = relisted;
+                }
+            }
+            Event::Apply(pod) => {
+                if let Some((key, name)) = key_of(pod) {
+                    state.live.entry(key).or_default().insert(name);
+                }
+            }
+            Event::Delete(pod) => {
+                if let Some((key, name)) = key_of(pod) {
+                    if let Some(names) = state.live.get_mut(&key) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            state.live.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn pods_of(&self, namespace: &str, execution: &str) -> Vec<String> {
+        let Ok(state) = self.0.read() else { return Vec::new() };
+        state
+            .live
+            .get(&(namespace.to_owned(), execution.to_owned()))
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Executions with at least one pod known.
+    pub fn len(&self) -> usize {
+        self.0.read().map(|state| state.live.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    fn pod(namespace: &str, name: &str, execution: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                labels: Some([(EXECUTION_KEY.to_owned(), execution.to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pods_are_found_by_their_execution_and_namespace() {
+        let index = PodIndex::default();
+        index.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
+        index.apply(&Event::Apply(pod("a", "run-1-y", "run-1")));
+        index.apply(&Event::Apply(pod("b", "run-1-z", "run-1")));
+        assert_eq!(index.pods_of("a", "run-1"), vec!["run-1-x", "run-1-y"]);
+        assert_eq!(index.pods_of("b", "run-1"), vec!["run-1-z"]);
+        assert!(index.pods_of("a", "run-2").is_empty());
+    }
+
+    #[test]
+    fn a_deleted_pod_leaves_the_index() {
+        let index = PodIndex::default();
+        index.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
+        index.apply(&Event::Delete(pod("a", "run-1-x", "run-1")));
+        assert!(index.pods_of("a", "run-1").is_empty());
+        assert!(index.is_empty(), "no empty entries are kept");
+    }
+
+    #[test]
+    fn a_relist_replaces_what_was_known() {
+        let index = PodIndex::default();
+        index.apply(&Event::Apply(pod("a", "gone-x", "gone")));
+        index.apply(&Event::Init);
+        index.apply(&Event::InitApply(pod("a", "kept-x", "kept")));
+        // Until the re-list is done, the old view still answers.
+        assert_eq!(index.pods_of("a", "gone"), vec!["gone-x"]);
+        index.apply(&Event::InitDone);
+        assert!(index.pods_of("a", "gone").is_empty());
+        assert_eq!(index.pods_of("a", "kept"), vec!["kept-x"]);
+    }
+
+    #[test]
+    fn pods_without_the_label_are_ignored() {
+        let index = PodIndex::default();
+        let mut stray = pod("a", "stray", "x");
+        stray.metadata.labels = None;
+        index.apply(&Event::Apply(stray));
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn slimming_keeps_what_status_derivation_reads() {
+        let mut p = pod("a", "run-1-x", "run-1");
+        p.metadata.managed_fields = Some(vec![Default::default()]);
+        p.spec = Some(Default::default());
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Running".into()), ..Default::default() });
+        slim_pod(&mut p);
+        assert!(p.spec.is_none());
+        assert!(p.metadata.managed_fields.as_ref().is_none_or(|m| m.is_empty()));
+        assert_eq!(p.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+        assert_eq!(p.metadata.labels.and_then(|l| l.get(EXECUTION_KEY).cloned()).as_deref(), Some("run-1"));
+    }
+}
