@@ -10,9 +10,9 @@
 #        cluster/kwok.sh start N [LOG_FILE]   (or KWOK_LOG_FILE=...)
 #        cluster/kwok.sh stop
 # start is idempotent: run again to change N or to pick up a new LOG_FILE.
-# Fake nodes carry the labels type=kwok and kwok.x-k8s.io/node=fake and no
-# taints: select them with nodeSelector type=kwok. Note that any pod without
-# a nodeSelector may land on them too.
+# Fake nodes carry the label type=kwok and the taint
+# sandrun.dev/simulated=true:NoSchedule, so nothing lands on them by chance;
+# pods of RuntimeClass "kwok" (created here) are steered there and tolerate it.
 set -euo pipefail
 LOG_TAG=kwok
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +31,7 @@ MANAGE_LABEL=kwok.x-k8s.io/node=fake
 # Fake pod IPs: outside the real pod (10.88/16) and Service (10.96/16) ranges,
 # and large enough for tens of thousands of pods (kwok's default is a /24).
 KWOK_POD_CIDR=10.240.0.0/16
+SIMULATED_TAINT=sandrun.dev/simulated
 
 build() {
   if [[ -x $KWOK_BIN ]]; then
@@ -109,6 +110,20 @@ EOF
   mv "$KWOK_STATE/kwok.yaml.tmp" "$KWOK_STATE/kwok.yaml"
 }
 
+# The way in: a pod of this RuntimeClass goes to a fake node, others never do.
+runtime_class_manifest() {
+  cat <<EOF
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: kwok
+handler: runsc
+scheduling:
+  nodeSelector: {type: kwok}
+  tolerations: [{key: $SIMULATED_TAINT, operator: Exists, effect: NoSchedule}]
+EOF
+}
+
 node_manifests() {
   local n=$1 i
   for ((i = 0; i < n; i++)); do
@@ -119,22 +134,25 @@ metadata:
   name: kwok-$i
   labels: {type: kwok, ${MANAGE_LABEL%=*}: ${MANAGE_LABEL#*=}, kubernetes.io/hostname: kwok-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
   annotations: {${MANAGE_LABEL%=*}: ${MANAGE_LABEL#*=}}
+spec:
+  taints: [{key: $SIMULATED_TAINT, value: "true", effect: NoSchedule}]
 status:
-  allocatable: {cpu: "1000", memory: 4Ti, pods: "20000"}
-  capacity: {cpu: "1000", memory: 4Ti, pods: "20000"}
+  allocatable: {cpu: "1000", memory: 4Ti, ephemeral-storage: 1Pi, pods: "20000"}
+  capacity: {cpu: "1000", memory: 4Ti, ephemeral-storage: 1Pi, pods: "20000"}
 ---
 EOF
   done
 }
 
 # Every fake node Ready and without the not-ready taint the API server puts
-# on new nodes (the node lifecycle controller lifts it a moment later).
+# on new nodes (the node lifecycle controller lifts it a moment later): ours
+# is then the only one.
 nodes_ready() {
   local want=$1
   daemon_running kwok || { kwok_died=1; return 0; }
   [[ $(kctl get nodes -l "$MANAGE_LABEL" -o json | jq '[.items[] | select(
       any(.status.conditions[]?; .type == "Ready" and .status == "True")
-      and ((.spec.taints // []) | length == 0))] | length') == "$want" ]]
+      and ([.spec.taints[]? | select(.key != "'"$SIMULATED_TAINT"'")] | length == 0))] | length') == "$want" ]]
 }
 
 start() {
@@ -160,6 +178,7 @@ start() {
   fi
   start_daemon kwok "$KWOK_BIN" --kubeconfig="$KUBECONFIG_ADMIN" \
     --config="$KWOK_STATE/kwok.yaml" --config="$CLUSTER_DIR/kwok/stages.yaml"
+  runtime_class_manifest | kctl apply -f - >/dev/null
   ((n == 0)) || node_manifests "$n" | kctl apply -f - >/dev/null
   # Fewer nodes than last time: drop the rest.
   extra=$(kctl get nodes -l "$MANAGE_LABEL" -o name | awk -F/ -v n="$n" '{ i = $2; sub(/^kwok-/, "", i); if (i + 0 >= n) print }')
@@ -202,6 +221,7 @@ stop() {
     nodes=$(kctl get nodes -l "$MANAGE_LABEL" -o name)
     # Whatever happens to the nodes, the daemon below is stopped.
     [[ -z $nodes ]] || stop_nodes "$nodes" || log "warning: fake nodes or their pods may be left"
+    kctl delete runtimeclass kwok --ignore-not-found >/dev/null
   else
     log "warning: API server not reachable; fake nodes (if any) stay in etcd"
   fi

@@ -3,6 +3,8 @@
 # platform team would: operator and gateway as pods from the locally built
 # images. Idempotent.
 #   hack/install.sh            install or upgrade, wait until ready
+#   hack/install.sh install ARGS...  the same, with more helm arguments
+#                              (hack/bench.sh: -f charts/sandrun/ci/bench-values.yaml)
 #   hack/install.sh uninstall  helm uninstall, wait until it is all gone
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,7 +42,7 @@ install() {
   "$helm" upgrade --install "$release" charts/sandrun -n "$namespace" -f "$values" \
     --set-string "operator.podAnnotations.sandrun\.dev/build=$(sha256sum "$static_dir/sandrun-operator" | cut -c1-16)" \
     --set-string "gateway.podAnnotations.sandrun\.dev/build=$(sha256sum "$static_dir/sandrun-gateway" | cut -c1-16)" \
-    --wait --timeout 5m >/dev/null
+    "$@" --wait --timeout 5m >/dev/null
   kubectl -n "$namespace" rollout status deployment/sandrun-operator --timeout=2m >/dev/null
   kubectl -n "$namespace" rollout status deployment/sandrun-gateway --timeout=2m >/dev/null
   say "sandrun is running in-cluster; gateway at http://$(gateway_addr)"
@@ -57,7 +59,7 @@ exec 8>"$SANDRUN_STATE/run/install.lock"
 flock 8
 
 case "${1:-install}" in
-  install) install ;;
+  install) shift || true; install "$@" ;;
   uninstall) uninstall ;;
-  *) die "usage: hack/install.sh [install|uninstall]" ;;
+  *) die "usage: hack/install.sh [install [HELM_ARGS...]|uninstall]" ;;
 esac

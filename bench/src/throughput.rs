@@ -3,6 +3,10 @@
 //! controller finishing as many bare Jobs in the same run. Every sandrun
 //! run also goes through that Job controller, so the baseline is the
 //! ceiling and the ratio is what the operator costs on top.
+//!
+//! Both kinds ask for the RuntimeClass `kwok` that `cluster/kwok.sh`
+//! creates: it steers their pods to the simulated nodes, and nothing else
+//! goes there. sandrun must allow it (`sandbox.allowedRuntimeClasses`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use sandrun_crds::{Execution, Phase};
@@ -24,9 +28,8 @@ use crate::overhead::baseline_job;
 use crate::run_id;
 use crate::stats::{print_rows, Row};
 
-/// The label `cluster/kwok.sh` gives its simulated nodes.
-const SIMULATED_KEY: &str = "type";
-const SIMULATED_VALUE: &str = "kwok";
+/// The RuntimeClass of `cluster/kwok.sh`, scheduling onto its nodes.
+const SIMULATED: &str = "kwok";
 /// The targets.
 const GOAL_RATE: f64 = 200.0;
 const GOAL_RATIO: f64 = 0.8;
@@ -56,6 +59,8 @@ struct Measurement {
     finished_in: Duration,
     peak_rss_mib: f64,
     failed: usize,
+    /// CPU seconds each control-plane process spent during the measurement.
+    cpu: Vec<(&'static str, f64)>,
 }
 
 impl Measurement {
@@ -65,10 +70,10 @@ impl Measurement {
 }
 
 pub async fn run(client: &Client, options: &Options) -> Result<()> {
-    let cordoned = simulate(client, options.nodes).await?;
+    kwok(&["start", &options.nodes.to_string()], Some(&frame_file()?)).await?;
     let outcome = measure_all(client, options).await;
-    let restored = restore(client, &cordoned).await;
-    outcome.and(restored)
+    let stopped = kwok(&["stop"], None).await;
+    outcome.and(stopped)
 }
 
 async fn measure_all(client: &Client, options: &Options) -> Result<()> {
@@ -112,6 +117,12 @@ fn report(sandrun: &Measurement, baseline: &Measurement) {
         .goal(format!("< {GOAL_RSS_MIB} MiB at 10k"), sandrun.count < 10_000 || sandrun.peak_rss_mib < GOAL_RSS_MIB),
         Row::new("not succeeded", sandrun.failed.to_string(), baseline.failed.to_string()),
     ];
+    let cpu_rows = sandrun
+        .cpu
+        .iter()
+        .zip(&baseline.cpu)
+        .map(|((name, s), (_, b))| Row::new(format!("CPU seconds, {name}"), format!("{s:.1}"), format!("{b:.1}")));
+    let rows: Vec<Row> = rows.into_iter().chain(cpu_rows).collect();
     print_rows(
         &format!(
             "Throughput: {} Executions vs {} bare Jobs created at once, simulated nodes",
@@ -137,6 +148,15 @@ async fn measure(client: &Client, namespace: &str, count: usize, options: &Optio
         Kind::Jobs => daemon_pid("kube-controller-manager"),
     };
     let sampler = RssSampler::start(pid);
+    let processes = [
+        ("operator", leader_pid(client).await?),
+        ("kube-apiserver", daemon_pid("kube-apiserver")),
+        ("etcd", daemon_pid("etcd")),
+        ("kube-controller-manager", daemon_pid("kube-controller-manager")),
+        ("kube-scheduler", daemon_pid("kube-scheduler")),
+        ("kwok", daemon_pid("kwok")),
+    ];
+    let cpu_before: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let finished = tokio::spawn(count_finished(client.clone(), namespace.to_owned(), count, kind));
     // The watch must have listed before the first create, or it misses none
     // but counts late; a short pause is plenty for an empty namespace.
@@ -150,7 +170,12 @@ async fn measure(client: &Client, namespace: &str, count: usize, options: &Optio
         .map_err(|_| Error::Timeout { what: format!("{count} to finish in {namespace}"), seconds: limit.as_secs() })?
         .map_err(|e| bench_error(e.to_string()))??;
     let finished_in = started.elapsed();
-    Ok(Measurement { count, created_in, finished_in, peak_rss_mib: sampler.stop(), failed })
+    let cpu = processes
+        .iter()
+        .zip(cpu_before)
+        .map(|((name, pid), before)| (*name, (cpu_seconds(*pid) - before).max(0.0)))
+        .collect();
+    Ok(Measurement { count, created_in, finished_in, peak_rss_mib: sampler.stop(), failed, cpu })
 }
 
 async fn create_all(client: &Client, namespace: &str, count: usize, parallel: usize, kind: Kind) -> Result<()> {
@@ -163,12 +188,14 @@ async fn create_all(client: &Client, namespace: &str, count: usize, parallel: us
                 let name = format!("run-{i}");
                 match kind {
                     Kind::Executions => {
-                        let execution = Execution::new(&name, sandrun_e2e::python("print('hello')"));
+                        let mut spec = sandrun_e2e::python("print('hello')");
+                        spec.runtime_class_name = Some(SIMULATED.to_owned());
+                        let execution = Execution::new(&name, spec);
                         executions.create(&PostParams::default(), &execution).await.map(|_| ())
                     }
                     Kind::Jobs => {
                         let job: Job =
-                            serde_json::from_value(baseline_job(&name, "localhost/sandrun-python:bookworm", "runsc"))
+                            serde_json::from_value(baseline_job(&name, "localhost/sandrun-python:bookworm", SIMULATED))
                                 .map_err(kube::Error::SerdeError)?;
                         jobs.create(&PostParams::default(), &job).await.map(|_| ())
                     }
@@ -213,10 +240,20 @@ async fn count_finished(client: Client, namespace: String, count: usize, kind: K
 }
 
 /// The leading operator's host process (pods are host processes here).
+/// Waits for one: a fresh install's replicas take a moment to elect.
 async fn leader_pid(client: &Client) -> Result<u32> {
-    let holder = lease_holder(client).await.ok_or_else(|| bench_error("no operator holds the lease"))?;
-    let pod = holder.split('_').next().unwrap_or_default();
-    pod_process(pod, "sandrun-operator").ok_or_else(|| bench_error(format!("no operator process for pod {pod}")))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let holder = lease_holder(client).await.unwrap_or_default();
+        let pod = holder.split('_').next().unwrap_or_default();
+        if let Some(pid) = pod_process(pod, "sandrun-operator").filter(|_| !pod.is_empty()) {
+            return Ok(pid);
+        }
+        if Instant::now() > deadline {
+            return Err(bench_error(format!("no running operator holds the lease (holder: {holder:?})")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Samples a process's resident memory every 100 ms and keeps the largest.
@@ -246,14 +283,25 @@ impl RssSampler {
     }
 }
 
+/// User plus system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the parenthesised name, which may itself hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a constant of the running system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second.max(1.0)
+}
+
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Starts kwok's simulated nodes and cordons the real ones, so every pod of
-/// the measurement lands on a simulated node; returns the nodes cordoned.
-async fn simulate(client: &Client, nodes: usize) -> Result<Vec<String>> {
+/// What the simulated pods "print": the frame of a successful hello world.
+fn frame_file() -> Result<std::path::PathBuf> {
     let frame = sandrun_runner::RunResult {
         exit_code: Some(0),
         duration_millis: 1,
@@ -262,39 +310,22 @@ async fn simulate(client: &Client, nodes: usize) -> Result<Vec<String>> {
         ..Default::default()
     }
     .to_frame();
-    let log = std::env::temp_dir().join("sandrun-bench-kwok.log");
-    std::fs::write(&log, frame)?;
-    let status = tokio::process::Command::new("cluster/kwok.sh")
-        .args(["start", &nodes.to_string()])
-        .env("KWOK_LOG_FILE", &log)
-        .status()
-        .await?;
-    if !status.success() {
-        return Err(bench_error("cluster/kwok.sh start failed (run from the repository root)"));
-    }
-    let api: Api<Node> = Api::all(client.clone());
-    let nodes = api.list(&ListParams::default()).await?;
-    let simulated = |n: &Node| n.labels().get(SIMULATED_KEY).is_some_and(|v| v == SIMULATED_VALUE);
-    let schedulable = |n: &Node| !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-    let mut cordoned = Vec::new();
-    for node in nodes.items.iter().filter(|n| !simulated(n) && schedulable(n)) {
-        let name = node.name_any();
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": true}}))).await?;
-        cordoned.push(name);
-    }
-    Ok(cordoned)
+    let path = std::env::temp_dir().join("sandrun-bench-kwok.log");
+    std::fs::write(&path, frame)?;
+    Ok(path)
 }
 
-async fn restore(client: &Client, cordoned: &[String]) -> Result<()> {
-    let api: Api<Node> = Api::all(client.clone());
-    for name in cordoned {
-        api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": false}}))).await?;
+/// `cluster/kwok.sh` (run from the repository root).
+async fn kwok(args: &[&str], log_file: Option<&std::path::Path>) -> Result<()> {
+    let mut command = tokio::process::Command::new("cluster/kwok.sh");
+    command.args(args);
+    if let Some(file) = log_file {
+        command.env("KWOK_LOG_FILE", file);
     }
-    let status = tokio::process::Command::new("cluster/kwok.sh").arg("stop").status().await?;
-    if !status.success() {
-        return Err(bench_error("cluster/kwok.sh stop failed"));
+    if command.status().await?.success() {
+        return Ok(());
     }
-    Ok(())
+    Err(bench_error(format!("cluster/kwok.sh {} failed", args.join(" "))))
 }
 
 /// Deletes the namespace and waits until it is gone, so the next

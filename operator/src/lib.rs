@@ -8,6 +8,7 @@
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod labels;
 pub mod leader;

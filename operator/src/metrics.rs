@@ -27,6 +27,8 @@ pub struct Metrics {
     pub jobs_created: Counter,
     /// 1 while this replica holds the lease (always 0 without leader election).
     pub leader: Gauge,
+    /// Events not written because the queue was full.
+    pub events_dropped: Counter,
 }
 
 impl Metrics {
@@ -38,6 +40,7 @@ impl Metrics {
             finished: Family::default(),
             jobs_created: Counter::default(),
             leader: Gauge::default(),
+            events_dropped: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("sandrun_operator");
         r.register("reconciles", "Reconciliations run", m.reconciles.clone());
@@ -46,6 +49,7 @@ impl Metrics {
         r.register("executions_finished", "Executions that reached a terminal phase", m.finished.clone());
         r.register("jobs_created", "Jobs created for Executions", m.jobs_created.clone());
         r.register("leader", "Whether this replica holds the leader lease", m.leader.clone());
+        r.register("events_dropped", "Events not written because the queue was full", m.events_dropped.clone());
         m
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Client, Resource, ResourceExt};
 use sandrun_crds::{Execution, ExecutionStatus, Phase};
 use sandrun_runner::parse_frame;
@@ -21,6 +21,7 @@ use tracing::{info, instrument, warn};
 
 use crate::config::OperatorConfig;
 use crate::error::{is_invalid, is_not_found, Error, Result};
+use crate::events::EventQueue;
 use crate::labels::{child_name, FIELD_MANAGER, RUN_CONTAINER};
 use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
 use crate::objects;
@@ -37,7 +38,7 @@ const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
 pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
-    pub recorder: Recorder,
+    pub events: EventQueue,
     pub metrics: Metrics,
     pub stores: Stores,
 }
@@ -105,7 +106,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
             }
             Err(e) => return Err(e),
         }
-        publish(ctx, execution, EventType::Normal, "JobCreated", format!("created Job {child}")).await;
+        publish(ctx, execution, EventType::Normal, "JobCreated", format!("created Job {child}"));
         ctx.metrics.jobs_created.inc();
     }
 
@@ -124,9 +125,9 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         // Only a finished run carries output; size the spec just then.
         status::fit_to_object_limit(&mut next, spec_bytes(execution));
     }
-    if next != previous {
+    if status::worth_writing(&previous, &next) {
         write_status(ctx, execution, &namespace, &next).await?;
-        announce(ctx, execution, &previous, &next).await;
+        announce(ctx, execution, &previous, &next);
     }
     if !next.is_terminal() {
         return Ok(Action::requeue(IN_FLIGHT_RESYNC));
@@ -150,7 +151,7 @@ async fn cancel(
     delete_job(jobs, child).await?;
     let next = status::cancelled(execution, now);
     write_status(ctx, execution, namespace, &next).await?;
-    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &next).await;
+    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &next);
     expire(execution, ctx, namespace).await
 }
 
@@ -164,8 +165,19 @@ async fn create_children(
     if !policy_in_place(&ctx.stores, namespace, &policy) {
         apply(ctx, namespace, &policy).await?;
     }
-    apply(ctx, namespace, &objects::config_map(execution, namespace)).await?;
-    apply(ctx, namespace, &objects::job(execution, namespace, program, &ctx.config)).await
+    // Both at once: the pod needs its inputs only when the kubelet mounts
+    // them, long after both writes have landed.
+    let config_map = objects::config_map(execution, namespace);
+    let job = objects::job(execution, namespace, program, &ctx.config);
+    match futures::join!(apply(ctx, namespace, &config_map), apply(ctx, namespace, &job)) {
+        (Ok(_), Ok(job)) => Ok(job),
+        (Err(error), Ok(job)) => {
+            // No pod may wait for inputs that never come; the retry makes both.
+            delete_job(&Api::namespaced(ctx.client.clone(), namespace), &job.name_any()).await?;
+            Err(error)
+        }
+        (_, Err(error)) => Err(error),
+    }
 }
 
 /// The namespace's deny-all policy exists as the operator would write it.
@@ -193,7 +205,7 @@ async fn restore_inputs(execution: &Execution, ctx: &Context, namespace: &str) -
     {
         warn!(configmap = name, "inputs ConfigMap is gone before the pod started; applying it again");
         apply(ctx, namespace, &wanted).await?;
-        publish(ctx, execution, EventType::Warning, "InputsRestored", format!("re-created ConfigMap {name}")).await;
+        publish(ctx, execution, EventType::Warning, "InputsRestored", format!("re-created ConfigMap {name}"));
     }
     Ok(())
 }
@@ -256,14 +268,14 @@ async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, sta
 async fn reject(execution: &Execution, ctx: &Context, namespace: &str, message: String, now: &Time) -> Result<Action> {
     let next = status::invalid_spec(execution, message.clone(), now);
     write_status(ctx, execution, namespace, &next).await?;
-    publish(ctx, execution, EventType::Warning, "InvalidSpec", message).await;
+    publish(ctx, execution, EventType::Warning, "InvalidSpec", message);
     count_finished(ctx, &next);
     // The spec is immutable: nothing will change this verdict.
     Ok(Action::await_change())
 }
 
 /// Events and metrics for a phase change.
-async fn announce(ctx: &Context, execution: &Execution, previous: &ExecutionStatus, next: &ExecutionStatus) {
+fn announce(ctx: &Context, execution: &Execution, previous: &ExecutionStatus, next: &ExecutionStatus) {
     if previous.phase == next.phase {
         return;
     }
@@ -274,7 +286,7 @@ async fn announce(ctx: &Context, execution: &Execution, previous: &ExecutionStat
         _ => EventType::Normal,
     };
     info!(phase = next.phase.as_str(), reason, "phase changed");
-    publish(ctx, execution, type_, &reason, note).await;
+    publish(ctx, execution, type_, &reason, note);
     if next.is_terminal() {
         count_finished(ctx, next);
     }
@@ -286,13 +298,10 @@ fn count_finished(ctx: &Context, status: &ExecutionStatus) {
     ctx.metrics.finished.get_or_create(&labels).inc();
 }
 
-async fn publish(ctx: &Context, execution: &Execution, type_: EventType, reason: &str, note: String) {
+fn publish(ctx: &Context, execution: &Execution, type_: EventType, reason: &str, note: String) {
     let event =
         Event { type_, reason: reason.to_owned(), note: Some(note), action: "Reconcile".to_owned(), secondary: None };
-    if let Err(error) = ctx.recorder.publish(&event, &execution.object_ref(&())).await {
-        // Events are for people; a lost one must not fail the reconcile.
-        warn!(%error, reason, "could not publish event");
-    }
+    ctx.events.publish(event, execution.object_ref(&()));
 }
 
 /// Deletes a finished Execution once its `ttlSecondsAfterFinished` has passed.

@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::config::OperatorConfig;
 use crate::error::{Error, Result};
+use crate::events::EventQueue;
 use crate::http::{router, HttpState};
 use crate::labels::FIELD_MANAGER;
 use crate::leader::{Election, Leadership};
@@ -32,8 +33,9 @@ pub struct Args {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "SANDRUN_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// Executions reconciled at once.
-    #[arg(long, env = "SANDRUN_CONCURRENCY", default_value_t = 16)]
+    /// Executions reconciled at once. Reconciles mostly wait on the API
+    /// server, so many can share a core.
+    #[arg(long, env = "SANDRUN_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SANDRUN_LOG_JSON")]
@@ -76,13 +78,8 @@ pub async fn run(args: Args) -> Result<()> {
         lease_duration_seconds: args.lease_duration_seconds,
     });
     let (stores, writers) = Stores::new();
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        config,
-        metrics,
-        stores,
-    });
+    let events = EventQueue::start(Recorder::new(client.clone(), reporter), metrics.events_dropped.clone());
+    let ctx = Arc::new(Context { events, client: client.clone(), config, metrics, stores });
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await

@@ -305,10 +305,18 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
     }
 }
 
-/// Whether the pod may still have to mount the inputs ConfigMap: until it
+/// Whether a pod may still have to mount the inputs ConfigMap: until it
 /// leaves Pending, a ConfigMap deleted by hand holds it in ContainerCreating.
+/// Before there is a pod nothing waits; its arrival brings another look.
 pub fn awaits_inputs(pod: Option<&Pod>) -> bool {
-    pod.and_then(|p| p.status.as_ref()).and_then(|s| s.phase.as_deref()).is_none_or(|phase| phase == "Pending")
+    pod.is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|phase| phase == "Pending"))
+}
+
+/// Whether `next` says something `previous` did not. A pod's name alone
+/// waits for the next real change: at scale every status write counts, and
+/// the name tells a user nothing the phase does not.
+pub fn worth_writing(previous: &ExecutionStatus, next: &ExecutionStatus) -> bool {
+    next != previous && *next != ExecutionStatus { pod_name: next.pod_name.clone(), ..previous.clone() }
 }
 
 /// Whether the run container has ended, so the runner's frame can be read.

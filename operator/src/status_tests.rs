@@ -355,9 +355,9 @@ fn a_job_deadline_after_the_program_started_is_a_timeout() {
 }
 
 #[test]
-fn inputs_are_needed_until_the_pod_leaves_pending() {
+fn inputs_are_needed_from_the_pod_until_it_leaves_pending() {
     let cases = [
-        (None, true),
+        (None, false),
         (Some(pod(json!({}))), true),
         (Some(pod(json!({"phase": "Pending"}))), true),
         (Some(pod(json!({"phase": "Running"}))), false),
@@ -366,5 +366,22 @@ fn inputs_are_needed_until_the_pod_leaves_pending() {
     ];
     for (pod, want) in cases {
         assert_eq!(awaits_inputs(pod.as_ref()), want, "{:?}", pod.and_then(|p| p.status).and_then(|s| s.phase));
+    }
+}
+
+#[test]
+fn a_new_pod_name_alone_is_not_written() {
+    let pending = ExecutionStatus { phase: Phase::Pending, reason: Some("JobCreated".into()), ..Default::default() };
+    let named = ExecutionStatus { pod_name: Some("sandrun-x-abcde".into()), ..pending.clone() };
+    let running = ExecutionStatus { phase: Phase::Running, reason: Some("Started".into()), ..named.clone() };
+    let cases = [
+        (&pending, &pending, false),
+        (&pending, &named, false),
+        (&named, &running, true),
+        (&pending, &running, true),
+        (&ExecutionStatus::default(), &pending, true),
+    ];
+    for (previous, next, want) in cases {
+        assert_eq!(worth_writing(previous, next), want, "{previous:?} -> {next:?}");
     }
 }
