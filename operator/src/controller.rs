@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::labels::{EXECUTION_KEY, MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
-use crate::stores::{slim_job, slim_meta, slim_pod, Writers};
+use crate::stores::{slim_execution, slim_job, slim_meta, slim_pod, Writers};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -46,7 +46,7 @@ pub async fn run(
     let (executions, executions_writer) = reflector::store();
     let execution_events = watcher(api::<Execution>(&client, ns), watcher::Config::default())
         .default_backoff()
-        .modify(|execution: &mut Execution| execution.managed_fields_mut().clear())
+        .modify(slim_execution)
         .reflect(executions_writer)
         .applied_objects();
     let jobs = watcher(api::<Job>(&client, ns), managed.clone())

@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
+use sandrun_crds::Execution;
 
 use crate::labels::EXECUTION_KEY;
 
@@ -95,11 +96,39 @@ pub fn slim_job(job: &mut Job) {
     job.spec = None;
 }
 
-/// Keeps a pod's identity, labels and status; the spec is the operator's own.
+/// Keeps what the status is derived from: identity, labels, phase, the
+/// scheduling condition and each container's state. The spec is the
+/// operator's own; images, IDs, addresses and resources are the kubelet's.
 pub fn slim_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     pod.annotations_mut().clear();
+    pod.metadata.owner_references = None;
     pod.spec = None;
+    let Some(status) = pod.status.as_mut() else { return };
+    if let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_ == "PodScheduled");
+    }
+    for statuses in [&mut status.container_statuses, &mut status.init_container_statuses].into_iter().flatten() {
+        for container in statuses.iter_mut() {
+            *container = ContainerStatus {
+                name: std::mem::take(&mut container.name),
+                state: container.state.take(),
+                ..Default::default()
+            };
+        }
+    }
+    status.ephemeral_container_statuses = None;
+    status.host_ip = None;
+    status.host_ips = None;
+    status.pod_ip = None;
+    status.pod_ips = None;
+    status.resource_claim_statuses = None;
+}
+
+/// kubectl's copy of the whole object it applied: as large as the spec.
+pub fn slim_execution(execution: &mut Execution) {
+    execution.managed_fields_mut().clear();
+    execution.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 pub fn slim_meta<K>(object: &mut PartialObjectMeta<K>) {
@@ -242,9 +271,34 @@ mod tests {
         let mut p = pod("a", "run-1-x", "run-1");
         p.metadata.managed_fields = Some(vec![Default::default()]);
         p.spec = Some(Default::default());
-        p.status = Some(k8s_openapi::api::core::v1::PodStatus { phase: Some("Running".into()), ..Default::default() });
+        let statuses: Vec<ContainerStatus> = serde_json::from_value(serde_json::json!([{
+            "name": "run", "image": "python", "imageID": "sha256:x", "ready": true, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        }]))
+        .unwrap();
+        let conditions = serde_json::from_value(serde_json::json!([
+            {"type": "Ready", "status": "True"},
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        ]))
+        .unwrap();
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Running".into()),
+            container_statuses: Some(statuses),
+            conditions: Some(conditions),
+            pod_ip: Some("10.0.0.1".into()),
+            ..Default::default()
+        });
         slim_pod(&mut p);
         assert!(p.spec.is_none());
+        let status = p.status.clone().unwrap();
+        let run = &status.container_statuses.unwrap()[0];
+        assert_eq!(run.name, "run");
+        assert_eq!(run.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(0));
+        assert!(run.image.is_empty() && run.image_id.is_empty());
+        let conditions = status.conditions.unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].reason.as_deref(), Some("Unschedulable"));
+        assert!(status.pod_ip.is_none());
         assert!(p.metadata.managed_fields.as_ref().is_none_or(|m| m.is_empty()));
         assert_eq!(p.status.and_then(|s| s.phase).as_deref(), Some("Running"));
         assert_eq!(p.metadata.labels.and_then(|l| l.get(EXECUTION_KEY).cloned()).as_deref(), Some("run-1"));
