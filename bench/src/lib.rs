@@ -9,10 +9,15 @@ pub mod reaction;
 pub mod stats;
 pub mod throughput;
 
+use std::time::{Duration, Instant};
+
 use clap::{Parser, Subcommand};
 use kube::Client;
+use sandrun_e2e::faults::{lease_holder, pod_process};
 
 pub use error::{Error, Result};
+
+use error::bench_error;
 
 /// Where the gateway's `demo` key puts its runs; baseline Jobs run there too,
 /// under the same Pod Security level and deny-all NetworkPolicy.
@@ -51,4 +56,21 @@ pub async fn run(args: Args) -> Result<()> {
 pub fn run_id() -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric.sample_string(&mut rand::rng(), 5).to_lowercase()
+}
+
+/// The leading operator's host process (pods are host processes here).
+/// Waits for one: a fresh install's replicas take a moment to elect.
+pub async fn leader_pid(client: &Client) -> Result<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let holder = lease_holder(client).await.unwrap_or_default();
+        let pod = holder.split('_').next().unwrap_or_default();
+        if let Some(pid) = pod_process(pod, "sandrun-operator").filter(|_| !pod.is_empty()) {
+            return Ok(pid);
+        }
+        if Instant::now() > deadline {
+            return Err(bench_error(format!("no running operator holds the lease (holder: {holder:?})")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -48,6 +48,7 @@ pub struct Options {
 }
 
 pub async fn run(client: &Client, options: &Options) -> Result<()> {
+    crate::leader_pid(client).await?;
     let gateway = Gateway::from_env();
     let token = gateway.key(&options.key).token;
     let mut socket = gateway.connect(&token).await?;

@@ -29,6 +29,9 @@ pub struct Options {
     /// Executions run one after another.
     #[arg(long, default_value_t = 40)]
     pub runs: usize,
+    /// Unmeasured runs first (the leader's stores and connections warm up).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
 }
 
 /// When each step of one run was first seen.
@@ -66,13 +69,18 @@ pub async fn run(client: &Client, options: &Options) -> Result<()> {
     let recorder = Arc::new(Recorder::default());
     let _watches = watch_all(client, recorder.clone()).await?;
     let executions: Api<Execution> = Api::namespaced(client.clone(), RUN_NAMESPACE);
+    // A fresh install's replicas may still be electing a leader.
+    crate::leader_pid(client).await?;
     let id = run_id();
     let mut timelines = Vec::new();
-    for i in 0..options.runs {
+    for i in 0..options.warmup + options.runs {
         let name = format!("bench-{id}-{i}");
         let spec = sandrun_e2e::python("print('hello')");
         executions.create(&PostParams::default(), &Execution::new(&name, spec)).await?;
-        timelines.push(wait_complete(&recorder, &name).await?);
+        let timeline = wait_complete(&recorder, &name).await?;
+        if i >= options.warmup {
+            timelines.push(timeline);
+        }
         executions.delete(&name, &DeleteParams::background()).await?;
     }
     report(&timelines, options.runs);

@@ -20,13 +20,13 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use sandrun_crds::{Execution, Phase};
-use sandrun_e2e::faults::{daemon_pid, lease_holder, pod_process};
+use sandrun_e2e::faults::daemon_pid;
 use serde_json::json;
 
 use crate::error::{bench_error, Error, Result};
 use crate::overhead::baseline_job;
-use crate::run_id;
 use crate::stats::{print_rows, Row};
+use crate::{leader_pid, run_id};
 
 /// The RuntimeClass of `cluster/kwok.sh`, scheduling onto its nodes.
 const SIMULATED: &str = "kwok";
@@ -237,23 +237,6 @@ async fn count_finished(client: Client, namespace: String, count: usize, kind: K
         }
     }
     Ok(failed)
-}
-
-/// The leading operator's host process (pods are host processes here).
-/// Waits for one: a fresh install's replicas take a moment to elect.
-async fn leader_pid(client: &Client) -> Result<u32> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let holder = lease_holder(client).await.unwrap_or_default();
-        let pod = holder.split('_').next().unwrap_or_default();
-        if let Some(pid) = pod_process(pod, "sandrun-operator").filter(|_| !pod.is_empty()) {
-            return Ok(pid);
-        }
-        if Instant::now() > deadline {
-            return Err(bench_error(format!("no running operator holds the lease (holder: {holder:?})")));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Samples a process's resident memory every 100 ms and keeps the largest.
