@@ -7,10 +7,19 @@
 //! `Cancelled`; a client's latency is its receipt time minus T0. The
 //! baseline is the same measurement with a handful of clients (one by
 //! default), in the same run. Memory is the gateway process's RSS before
-//! the clients connect and once all are subscribed.
+//! the clients connect and once all are subscribed: memory the gateway
+//! freed earlier but kept is reused first, so a fresh gateway (or many
+//! clients) gives the truer figure per socket.
+//!
+//! All clients share one key and its rate limit: each connect and each
+//! subscribe costs a token, so 10k clients over 3 rounds are 40k requests,
+//! 15 minutes at the `demo` key's 50/s. A key with a higher
+//! `requestsPerSecond` and `--rate` to match make it minutes. Build it
+//! with `--release`: the clients share the machine with the gateway.
 
 mod client;
 mod host;
+mod report;
 mod watch;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,16 +34,17 @@ use sandrun_e2e::gateway::Gateway;
 use tokio::sync::Semaphore;
 
 use crate::error::{bench_error, Error, Result};
-use crate::stats::{ms, print_rows, Row, Samples};
-use client::{Pacer, Report, Shared};
+use client::{Pacer, Shared};
 use host::GatewayProcess;
+use report::{check, report, Measured};
 use watch::PhaseWatch;
 
 /// Runs until cancelled: the benchmark decides when its status changes.
 const PROGRAM: &str = "import time\ntime.sleep(3600)\n";
 const START_WITHIN: Duration = Duration::from_secs(180);
-/// From the cancel until the operator's `Cancelled` reaches the watch.
-const CANCEL_WITHIN: Duration = Duration::from_secs(60);
+/// From the cancel until the operator's `Cancelled` reaches the watch; a
+/// new operator leader (after a rollout) may take most of a minute to lead.
+const CANCEL_WITHIN: Duration = Duration::from_secs(180);
 /// From T0 until every client has the update.
 const PUSH_WITHIN: Duration = Duration::from_secs(60);
 /// Between rounds, so one round's stragglers do not load the next.
@@ -56,6 +66,10 @@ pub struct Options {
     /// Connections being opened at once.
     #[arg(long, default_value_t = 200)]
     pub parallel: usize,
+    /// Seconds all clients stay subscribed and idle before the first cancel,
+    /// to measure what idle sockets cost (pings, and changes of other Executions).
+    #[arg(long, default_value_t = 10)]
+    pub idle: u64,
     /// Gateway key every client uses.
     #[arg(long, default_value = "demo")]
     pub key: String,
@@ -67,29 +81,6 @@ pub struct Options {
     /// (say, hack/gateway.sh's; point SANDRUN_GATEWAY_ADDR at it too).
     #[arg(long)]
     pub gateway_pid: Option<u32>,
-}
-
-/// One phase's figures.
-struct Measured {
-    clients: usize,
-    latency: Samples,
-    /// Receipts before T0 (the watch was the later of the two), counted as 0.
-    early: usize,
-    rss_before: u64,
-    rss_open: u64,
-    rss_peak: u64,
-    cpu_open: Duration,
-    cpu_push: Duration,
-    open_time: Duration,
-    extra: usize,
-    rate_limited: usize,
-    retried: usize,
-}
-
-impl Measured {
-    fn kib_per_socket(&self) -> f64 {
-        self.rss_open.saturating_sub(self.rss_before) as f64 / self.clients.max(1) as f64
-    }
 }
 
 struct Bench<'a> {
@@ -136,6 +127,9 @@ pub async fn run(client: &Client, options: &Options) -> Result<()> {
     tokio::time::sleep(SETTLE).await;
     let fanout = bench.measure(options.clients).await?;
     report(options, &fanout, &baseline, &limits);
+    if !bench.watch.realtime {
+        println!("- the T0 watch ran at normal priority (no CAP_SYS_NICE): T0 may be late under load");
+    }
     Ok(())
 }
 
@@ -143,8 +137,12 @@ impl Bench<'_> {
     /// One phase: `clients` sockets, every round's status change pushed to all.
     async fn measure(&self, clients: usize) -> Result<Measured> {
         let mut ids = Vec::new();
-        let outcome = self.measure_with(clients, &mut ids).await;
-        // Cancelled ones would go by their TTL; a failed phase may leave sleepers running.
+        let outcome = tokio::select! {
+            outcome = self.measure_with(clients, &mut ids) => outcome,
+            signal = interrupted() => Err(signal.map_or_else(Error::from, |name| bench_error(format!("stopped by {name}")))),
+        };
+        // Cancelled ones would go by their TTL; a failed or stopped phase
+        // may leave sleepers running.
         let executions: Api<Execution> = Api::namespaced(self.client.clone(), &self.namespace);
         for id in &ids {
             let _ = executions.delete(id, &DeleteParams::background()).await;
@@ -153,14 +151,20 @@ impl Bench<'_> {
     }
 
     async fn measure_with(&self, clients: usize, ids: &mut Vec<String>) -> Result<Measured> {
+        // Long enough for the phase, short enough that a killed run's sleepers end soon.
+        let requests = clients as u64 * (1 + self.options.rounds as u64);
+        let phase =
+            requests / u64::from(self.options.rate.max(1)) + self.options.idle + 60 * self.options.rounds as u64;
+        let timeout = u32::try_from(2 * phase + 600).unwrap_or(u32::MAX).min(sandrun_crds::MAX_TIMEOUT_SECONDS);
         for _ in 0..self.options.rounds {
-            ids.push(self.submit().await?);
+            ids.push(self.submit(timeout).await?);
         }
         for id in ids.iter() {
-            self.watch.wait(id, START_WITHIN, |m| m.running).await?;
+            self.watch.wait(id, START_WITHIN, |marks| marks.running).await?;
         }
         eprintln!("fanout: {clients} clients subscribing to {}", ids.join(", "));
         let (rss_before, cpu_before) = (self.process.rss_kib()?, self.process.cpu()?);
+        let hwm_before = self.process.peak_rss_kib()?;
         let peak = PeakRss::start(&self.process, rss_before);
         let shared = Arc::new(Shared {
             ws_url: format!("{}/v1/ws", self.gateway.url.replacen("http", "ws", 1)),
@@ -174,15 +178,19 @@ impl Bench<'_> {
             rate_limited: AtomicUsize::new(0),
             retried: AtomicUsize::new(0),
         });
+        let mut m = Measured { clients, rss_before, hwm_before, ..Default::default() };
         let (close, closing) = tokio::sync::watch::channel(false);
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients).map(|_| tokio::spawn(client::run(shared.clone(), closing.clone()))).collect();
         let rounds = async {
             self.wait_open(&shared, clients).await?;
-            let open_time = started.elapsed();
-            let (rss_open, cpu_open) = (self.process.rss_kib()?, self.process.cpu()?.saturating_sub(cpu_before));
-            let (t0s, cpu_push) = self.cancel_each(&shared, clients).await?;
-            Ok::<_, Error>((open_time, rss_open, cpu_open, t0s, cpu_push))
+            m.open_time = started.elapsed();
+            let (rss_open, cpu_open) = (self.process.rss_kib()?, self.process.cpu()?);
+            (m.rss_open, m.cpu_open) = (rss_open, cpu_open.saturating_sub(cpu_before));
+            eprintln!("fanout: all {clients} subscribed; idle for {}s", self.options.idle);
+            tokio::time::sleep(Duration::from_secs(self.options.idle)).await;
+            m.cpu_idle = self.process.cpu()?.saturating_sub(cpu_open);
+            self.cancel_each(&shared, &mut m).await
         }
         .await;
         let _ = close.send(true);
@@ -190,22 +198,17 @@ impl Bench<'_> {
         for task in tasks {
             reports.push(task.await.map_err(|e| bench_error(format!("a client task: {e}")))?);
         }
-        let (open_time, rss_open, cpu_open, t0s, cpu_push) = rounds?;
-        let (latency, early, extra) = check(&reports, &t0s)?;
-        Ok(Measured {
-            clients,
-            latency,
-            early,
-            rss_before,
-            rss_open,
-            rss_peak: peak.stop(),
-            cpu_open,
-            cpu_push,
-            open_time,
-            extra,
-            rate_limited: shared.rate_limited.load(Ordering::Relaxed),
-            retried: shared.retried.load(Ordering::Relaxed),
-        })
+        let first_error = reports.iter().filter_map(|r| r.error.as_deref()).find(|e| *e != client::STOPPED);
+        let t0s = rounds.map_err(|error| match first_error {
+            Some(first) => bench_error(format!("{error}; the first client error: {first}")),
+            None => error,
+        })?;
+        (m.latency, m.early, m.extra) = check(&reports, &t0s)?;
+        m.updates = reports.iter().map(|r| r.updates).sum();
+        m.rss_peak = peak.stop();
+        m.rate_limited = shared.rate_limited.load(Ordering::Relaxed);
+        m.retried = shared.retried.load(Ordering::Relaxed);
+        Ok(m)
     }
 
     /// Waits until every client has connected and subscribed; fails as soon as one cannot.
@@ -236,39 +239,38 @@ impl Bench<'_> {
         }
     }
 
-    /// Cancels each round's Execution in turn; returns each T0 and the
-    /// gateway's CPU time over all rounds.
-    async fn cancel_each(&self, shared: &Shared, clients: usize) -> Result<(Vec<Instant>, Duration)> {
+    /// Cancels each round's Execution in turn, adding up the gateway's and
+    /// this process's CPU time; returns each round's T0.
+    async fn cancel_each(&self, shared: &Shared, m: &mut Measured) -> Result<Vec<Instant>> {
         let mut t0s = Vec::new();
-        let mut cpu = Duration::ZERO;
+        let me = GatewayProcess { pid: std::process::id() };
         for (round, id) in shared.ids.iter().enumerate() {
             tokio::time::sleep(SETTLE).await;
-            let before = self.process.cpu()?;
+            let (before, own_before) = (self.process.cpu()?, me.cpu()?);
             self.cancel(id).await?;
-            let (t0, phase) = self.watch.wait(id, CANCEL_WITHIN, |m| m.ended).await?;
+            let (t0, phase) = self.watch.wait(id, CANCEL_WITHIN, |marks| marks.ended).await?;
             if phase != Phase::Cancelled {
                 return Err(bench_error(format!("{id} ended {phase:?}, not Cancelled")));
             }
             t0s.push(t0);
             // Clients that fail are counted, not waited for; check() reports them.
-            let all = || shared.finals[round].load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= clients;
+            let all =
+                || shared.finals[round].load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= m.clients;
             while !all() && t0.elapsed() < PUSH_WITHIN {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            cpu += self.process.cpu()?.saturating_sub(before);
+            m.cpu_push += self.process.cpu()?.saturating_sub(before);
+            m.own_cpu_push += me.cpu()?.saturating_sub(own_before);
         }
-        Ok((t0s, cpu))
+        Ok(t0s)
     }
 
     /// Submits the sleeper through the gateway's REST API; returns its id.
-    async fn submit(&self) -> Result<String> {
+    async fn submit(&self, timeout_seconds: u32) -> Result<String> {
         let request = SubmitRequest {
             language: Some("python".to_owned()),
             code: Some(PROGRAM.to_owned()),
-            limits: Some(LimitsInput {
-                timeout_seconds: Some(sandrun_crds::MAX_TIMEOUT_SECONDS),
-                ..Default::default()
-            }),
+            limits: Some(LimitsInput { timeout_seconds: Some(timeout_seconds), ..Default::default() }),
             ..Default::default()
         };
         let url = format!("{}/v1/executions", self.gateway.url);
@@ -300,37 +302,6 @@ impl Bench<'_> {
     }
 }
 
-/// Latencies from every client's receipts; fails when a client missed an
-/// update, failed, or did not close cleanly.
-fn check(reports: &[Report], t0s: &[Instant]) -> Result<(Samples, usize, usize)> {
-    let (mut latency, mut early, mut extra, mut missing, mut unclean) = (Samples::default(), 0, 0, 0, 0);
-    let mut errors = Vec::new();
-    for report in reports {
-        extra += report.extra;
-        unclean += usize::from(!report.clean_close);
-        errors.extend(report.error.clone());
-        for (received, t0) in report.received.iter().zip(t0s) {
-            match received {
-                Some(at) if at < t0 => {
-                    early += 1;
-                    latency.push(Duration::ZERO);
-                }
-                Some(at) => latency.push(at.duration_since(*t0)),
-                None => missing += 1,
-            }
-        }
-    }
-    if !errors.is_empty() || missing > 0 || unclean > 0 {
-        errors.sort();
-        errors.dedup();
-        return Err(bench_error(format!(
-            "of {} clients: {missing} updates missed, {unclean} sockets not closed cleanly, errors: {errors:?}",
-            reports.len()
-        )));
-    }
-    Ok((latency, early, extra))
-}
-
 /// Samples the gateway's RSS every 100 ms until stopped; the highest seen.
 struct PeakRss {
     peak: Arc<AtomicU64>,
@@ -359,67 +330,12 @@ impl PeakRss {
     }
 }
 
-fn report(options: &Options, fanout: &Measured, baseline: &Measured, limits: &host::Limits) {
-    let ratio = |s: f64, b: f64| s / b.max(f64::EPSILON);
-    let (n, b) = (fanout.clients, baseline.clients);
-    let mut rows = Vec::new();
-    for (label, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("max", 100.0)] {
-        let (s, base) = (fanout.latency.percentile(p), baseline.latency.percentile(p));
-        let mut row = Row::new(format!("push latency {label}, {n} vs {b} clients"), ms(s), ms(base));
-        // A baseline of 0 (receipt before the watch's T0) has no ratio.
-        if base > Duration::ZERO {
-            row = row.ratio(ratio(s.as_secs_f64(), base.as_secs_f64()));
-        }
-        if label == "p99" {
-            row = row.goal(format!("< {}", ms(GOAL_P99)), s < GOAL_P99);
-        }
-        rows.push(row);
+/// SIGINT or SIGTERM: the name of the one that came.
+async fn interrupted() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    tokio::select! {
+        _ = int.recv() => Ok("SIGINT"),
+        _ = term.recv() => Ok("SIGTERM"),
     }
-    let (s, base) = (fanout.kib_per_socket(), baseline.kib_per_socket());
-    rows.push(
-        Row::new("gateway RSS per socket (after − before) / clients", kib(s), kib(base))
-            .goal(format!("< {GOAL_KIB_PER_SOCKET} KiB"), s < GOAL_KIB_PER_SOCKET),
-    );
-    let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
-    rows.push(Row::new("gateway RSS before the clients", mib(fanout.rss_before), mib(baseline.rss_before)));
-    rows.push(Row::new("gateway RSS, all subscribed", mib(fanout.rss_open), mib(baseline.rss_open)));
-    rows.push(Row::new("gateway RSS, peak of the phase", mib(fanout.rss_peak), mib(baseline.rss_peak)));
-    let per = |cpu: Duration, count: usize| format!("{:.0} µs", cpu.as_secs_f64() * 1e6 / count.max(1) as f64);
-    let per_connection = (fanout.cpu_open.as_secs_f64() / n as f64, baseline.cpu_open.as_secs_f64() / b as f64);
-    rows.push(
-        Row::new("gateway CPU per client, connect + subscribe", per(fanout.cpu_open, n), per(baseline.cpu_open, b))
-            .ratio(ratio(per_connection.0, per_connection.1)),
-    );
-    let pushes = (n * options.rounds, b * options.rounds);
-    let per_push = (fanout.cpu_push.as_secs_f64() / pushes.0 as f64, baseline.cpu_push.as_secs_f64() / pushes.1 as f64);
-    rows.push(
-        Row::new("gateway CPU per client per cancel", per(fanout.cpu_push, pushes.0), per(baseline.cpu_push, pushes.1))
-            .ratio(ratio(per_push.0, per_push.1)),
-    );
-    print_rows(
-        &format!(
-            "Fan-out: a status change pushed to {n} WebSocket clients of one gateway, beside {b} \
-             ({} rounds, latency from this process's watch seeing the change)",
-            options.rounds
-        ),
-        &rows,
-    );
-    for m in [baseline, fanout] {
-        println!(
-            "- {} clients: {} samples ({} before T0, counted as 0), subscribed in {:.1}s \
-             ({} rate-limited, {} connects retried), {} updates after the final one",
-            m.clients,
-            m.latency.len(),
-            m.early,
-            m.open_time.as_secs_f64(),
-            m.rate_limited,
-            m.retried,
-            m.extra
-        );
-    }
-    println!("- {limits}");
-}
-
-fn kib(value: f64) -> String {
-    format!("{value:.1} KiB")
 }

@@ -1,50 +1,93 @@
-//! One watch on Executions per gateway process, fanned out to every request
-//! and socket that waits on one. Never a Kubernetes watch per client.
+//! One watch on Executions per gateway process, fanned out to the requests
+//! and sockets following each one (see `routes`). Never a Kubernetes watch
+//! per client.
+//!
+//! A change goes out only when what clients see of it changed: a watch
+//! event that moves nothing in the view (the cancel annotation, a condition,
+//! a re-list after a reconnect) would otherwise be pushed, unchanged, to
+//! every socket. Its `update` message is encoded once, here, for all of them.
 
 use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use sandrun_crds::Execution;
-use tokio::sync::broadcast;
 use tracing::warn;
 
-/// Updates buffered per subscriber before it counts as lagging (and then
-/// gets the current state resent instead).
-const UPDATE_BUFFER: usize = 4096;
+use crate::api::ServerMessage;
+use crate::convert::view;
+use crate::routes::{Follower, Routes};
+
+/// An Execution as it changed, with the message that tells clients so.
+#[derive(Debug)]
+pub struct Change {
+    pub execution: Arc<Execution>,
+    /// The WebSocket `update` for it; a clone shares the bytes.
+    pub message: Option<Utf8Bytes>,
+}
+
+impl Change {
+    pub fn new(execution: Arc<Execution>) -> Self {
+        let message = update_message(&execution);
+        Self { execution, message }
+    }
+}
+
+/// The WebSocket `update` message for an Execution.
+pub fn update_message(execution: &Execution) -> Option<Utf8Bytes> {
+    let message = ServerMessage::Update { execution: Box::new(view(execution)) };
+    match serde_json::to_string(&message) {
+        Ok(text) => Some(text.into()),
+        Err(error) => {
+            warn!(%error, "could not encode an update");
+            None
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Hub {
     store: Store<Execution>,
-    updates: broadcast::Sender<Arc<Execution>>,
+    routes: Arc<Routes>,
 }
 
 impl Hub {
     /// Starts the watch in the background; it re-lists and backs off by
     /// itself when the API server goes away.
     pub fn start(client: Client) -> Self {
-        let (store, writer) = reflector::store();
-        let (updates, _) = broadcast::channel(UPDATE_BUFFER);
-        let sender = updates.clone();
+        let (store, mut writer) = reflector::store();
+        let routes = Arc::new(Routes::default());
+        let (to, known) = (routes.clone(), store.clone());
         let api: Api<Execution> = Api::all(client);
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    // No receivers is fine: nobody is waiting right now.
-                    Ok(execution) => drop(sender.send(Arc::new(execution))),
+                    Ok(event) => {
+                        // Compared with the store before it takes the event in,
+                        // handed out after: a follower reading the store then
+                        // sees this change or a later one.
+                        let change = changed(&known, &event);
+                        writer.apply_watcher_event(&event);
+                        if let Some(change) = change {
+                            to.dispatch(&Arc::new(change));
+                        }
+                    }
                     Err(error) => warn!(%error, "watching Executions"),
                 }
             }
         });
-        Self { store, updates }
+        Self { store, routes }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Execution>> {
-        self.updates.subscribe()
+    /// Receives the changes of the Executions it follows.
+    pub fn follower(&self) -> Follower {
+        self.routes.follower()
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Execution>> {
@@ -58,5 +101,60 @@ impl Hub {
     pub fn is_ready(&self) -> bool {
         // A store that has seen its first list answers at once.
         futures::FutureExt::now_or_never(self.store.wait_until_ready()).is_some()
+    }
+}
+
+/// The change an event brings, if clients would see one: an Execution new
+/// to the store, or one whose view differs from the stored one. During a
+/// re-list the store still holds what clients were last sent.
+fn changed(store: &Store<Execution>, event: &Event<Execution>) -> Option<Change> {
+    let (Event::Apply(execution) | Event::InitApply(execution)) = event else { return None };
+    let before = store.get(&ObjectRef::from_obj(execution));
+    if before.is_some_and(|before| view(&before) == view(execution)) {
+        return None;
+    }
+    Some(Change::new(Arc::new(execution.clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sandrun_crds::{ExecutionStatus, Phase};
+
+    use super::*;
+
+    fn execution(phase: Phase) -> Execution {
+        let mut e = Execution::new("run-1", Default::default());
+        e.metadata.namespace = Some("team".into());
+        e.status = Some(ExecutionStatus { phase, ..Default::default() });
+        e
+    }
+
+    #[test]
+    fn only_what_clients_see_counts_as_a_change() {
+        let (store, mut writer) = reflector::store();
+        let running = execution(Phase::Running);
+        assert!(changed(&store, &Event::Apply(running.clone())).is_some(), "new to the store");
+        writer.apply_watcher_event(&Event::Apply(running.clone()));
+
+        let mut annotated = running.clone();
+        annotated.metadata.annotations = Some(BTreeMap::from([("sandrun.dev/cancel".into(), "true".into())]));
+        annotated.metadata.resource_version = Some("2".into());
+        assert!(changed(&store, &Event::Apply(annotated.clone())).is_none(), "metadata only");
+        assert!(changed(&store, &Event::InitApply(running)).is_none(), "re-listed as it was");
+
+        let cancelled = changed(&store, &Event::Apply(execution(Phase::Cancelled))).expect("a new phase");
+        assert_eq!(cancelled.execution.status.as_ref().map(|s| s.phase), Some(Phase::Cancelled));
+        assert!(changed(&store, &Event::Delete(annotated)).is_none(), "deletes are not pushed");
+    }
+
+    #[test]
+    fn the_update_is_encoded_once_as_clients_read_it() {
+        let change = Change::new(Arc::new(execution(Phase::Cancelled)));
+        let text = change.message.expect("encoded");
+        let message: ServerMessage = serde_json::from_str(&text).unwrap();
+        let ServerMessage::Update { execution } = message else { panic!("not an update: {text}") };
+        assert_eq!((execution.id.as_str(), execution.status), ("run-1", crate::api::State::Cancelled));
     }
 }

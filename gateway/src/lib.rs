@@ -1,6 +1,7 @@
 //! The sandrun gateway: REST and WebSocket access to Executions for apps and
 //! browsers. API keys map callers to tenant namespaces; one shared watch on
-//! Executions feeds every waiting request and socket.
+//! Executions feeds every waiting request and socket, each getting the
+//! changes of the Executions it follows.
 
 pub use sandrun_api as api;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod hub;
 pub mod metrics;
 pub mod openapi;
 pub mod rest;
+pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod web;

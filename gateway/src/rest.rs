@@ -11,13 +11,13 @@ use axum::Json;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use sandrun_crds::{Execution, CANCEL_ANNOTATION};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::{ErrorBody, ExecutionList, ExecutionView, State as RunState, SubmitRequest};
 use crate::auth::Tenant;
 use crate::convert::{to_spec, view};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::Received;
 use crate::server::AppState;
 
 /// The longest a request may hold on with `?wait=`.
@@ -147,17 +147,16 @@ pub async fn wait_final(
     wait: Duration,
     created: Arc<Execution>,
 ) -> Arc<Execution> {
-    let mut updates = state.hub.subscribe();
-    // Subscribed first, so nothing between the create and now is missed.
+    let mut follower = state.hub.follower();
+    // Followed first, so nothing between the create and now is missed.
+    follower.follow(namespace, id);
     let mut latest = state.hub.get(namespace, id).unwrap_or(created);
     let deadline = tokio::time::Instant::now() + wait;
     while !is_final(&latest) {
         tokio::select! {
-            update = updates.recv() => match update {
-                Ok(e) if e.metadata.namespace.as_deref() == Some(namespace) && e.metadata.name.as_deref() == Some(id) => latest = e,
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => latest = state.hub.get(namespace, id).unwrap_or(latest),
-                Err(RecvError::Closed) => break,
+            received = follower.recv() => match received {
+                Received::Change(change) => latest = change.execution.clone(),
+                Received::Lagged => latest = state.hub.get(namespace, id).unwrap_or(latest),
             },
             _ = tokio::time::sleep_until(deadline) => break,
         }

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::auth::{Keys, KeysError};
 use crate::hub::Hub;
@@ -99,6 +100,13 @@ pub async fn run(args: Args) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| StartError::Serve { addr: args.listen, source })?;
+    // Nagle's algorithm would hold an update written right after another
+    // until the client acknowledges the first (up to its delayed-ACK 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            warn!(%error, "could not set TCP_NODELAY");
+        }
+    });
     info!(addr = %args.listen, "sandrun-gateway listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

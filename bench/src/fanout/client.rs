@@ -4,7 +4,7 @@
 //! every request they make waits its turn on a shared [`Pacer`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -56,7 +56,7 @@ pub struct Shared {
     pub token: String,
     /// The Executions every client subscribes to, one per round.
     pub ids: Vec<String>,
-    pub pacer: std::sync::Arc<Pacer>,
+    pub pacer: Arc<Pacer>,
     /// Connections being opened (and subscribed) at once.
     pub opening: Semaphore,
     pub ready: AtomicUsize,
@@ -73,16 +73,26 @@ pub struct Shared {
 pub struct Report {
     /// Per round: when the final update arrived.
     pub received: Vec<Option<Instant>>,
-    /// Updates of an Execution after its final one.
+    /// Updates received once subscribed, and of those, the ones of an
+    /// Execution after its final one.
+    pub updates: usize,
     pub extra: usize,
     pub error: Option<String>,
     pub clean_close: bool,
 }
 
+/// The error of a client stopped because the phase failed elsewhere.
+pub const STOPPED: &str = "stopped before it had subscribed";
+
 /// Runs one client until `close` turns true (or it fails).
-pub async fn run(shared: std::sync::Arc<Shared>, mut close: watch::Receiver<bool>) -> Report {
+pub async fn run(shared: Arc<Shared>, mut close: watch::Receiver<bool>) -> Report {
     let mut report = Report { received: vec![None; shared.ids.len()], ..Default::default() };
-    let mut socket = match open(&shared).await {
+    let opened = tokio::select! {
+        opened = open(&shared) => opened,
+        // The phase failed elsewhere: no use connecting any more.
+        _ = close.wait_for(|closing| *closing) => Err(STOPPED.to_owned()),
+    };
+    let mut socket = match opened {
         Ok(socket) => socket,
         Err(error) => {
             shared.failed.fetch_add(1, Ordering::SeqCst);
@@ -231,6 +241,7 @@ async fn listen(
         let Some(execution) = peek(&text)? else {
             return Err(format!("unexpected message: {:?}", parse(&text)?));
         };
+        report.updates += 1;
         let Some(round) = shared.ids.iter().position(|id| *id == execution.id) else {
             return Err(format!("an update for {}, which this client never subscribed to", execution.id));
         };

@@ -40,8 +40,17 @@ impl GatewayProcess {
 
     /// Resident memory, KiB.
     pub fn rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most it has ever had resident, KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> Result<u64> {
         let status = self.read("status")?;
-        status_kib(&status, "VmRSS:").ok_or_else(|| bench_error(format!("no VmRSS for pid {}", self.pid)))
+        status_kib(&status, field).ok_or_else(|| bench_error(format!("no {field} for pid {}", self.pid)))
     }
 
     /// Time on CPU of all its threads (from schedstat, in nanoseconds; a

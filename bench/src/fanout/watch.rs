@@ -1,7 +1,9 @@
 //! T0: when this process's own watch sees an Execution reach a phase, from
 //! the same API server the gateway watches. It runs on a thread and
 //! runtime of its own, with a client of its own, so that thousands of
-//! sockets read on the main runtime cannot make it late.
+//! sockets read on the main runtime cannot make it late, and at real-time
+//! priority where allowed, so that it is not queued behind the gateway's
+//! pushes it times.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +29,8 @@ pub struct Marks {
 type Seen = Arc<Mutex<HashMap<String, Marks>>>;
 
 pub struct PhaseWatch {
+    /// Whether the watch thread got real-time priority.
+    pub realtime: bool,
     seen: Seen,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -42,9 +46,12 @@ impl PhaseWatch {
         let thread = std::thread::Builder::new()
             .name("t0-watch".into())
             .spawn(move || follow(namespace, marks, ready_tx, stopped))?;
-        let watch = Self { seen, stop: Some(stop), thread: Some(thread) };
+        let mut watch = Self { realtime: false, seen, stop: Some(stop), thread: Some(thread) };
         match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(watch),
+            Ok(Ok(Ok(realtime))) => {
+                watch.realtime = realtime;
+                Ok(watch)
+            }
             Ok(Ok(Err(error))) => Err(error),
             _ => Err(bench_error("the Execution watch did not start")),
         }
@@ -80,7 +87,8 @@ impl Drop for PhaseWatch {
     }
 }
 
-fn follow(namespace: String, seen: Seen, ready: oneshot::Sender<Result<()>>, stopped: oneshot::Receiver<()>) {
+fn follow(namespace: String, seen: Seen, ready: oneshot::Sender<Result<bool>>, stopped: oneshot::Receiver<()>) {
+    let realtime = realtime_priority();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -99,7 +107,7 @@ fn follow(namespace: String, seen: Seen, ready: oneshot::Sender<Result<()>>, sto
         let api: Api<Execution> = Api::namespaced(client, &namespace);
         let stream = watcher::watcher(api, watcher::Config::default());
         tokio::select! {
-            _ = record(stream, &seen, ready) => {}
+            _ = record(stream, &seen, ready, realtime) => {}
             _ = stopped => {}
         }
     });
@@ -108,7 +116,8 @@ fn follow(namespace: String, seen: Seen, ready: oneshot::Sender<Result<()>>, sto
 async fn record(
     stream: impl futures::Stream<Item = Result<Event<Execution>, watcher::Error>>,
     seen: &Seen,
-    ready: oneshot::Sender<Result<()>>,
+    ready: oneshot::Sender<Result<bool>>,
+    realtime: bool,
 ) {
     let mut ready = Some(ready);
     let mut stream = std::pin::pin!(stream);
@@ -117,7 +126,7 @@ async fn record(
         match event {
             Ok(Event::InitDone) => {
                 if let Some(ready) = ready.take() {
-                    let _ = ready.send(Ok(()));
+                    let _ = ready.send(Ok(realtime));
                 }
             }
             Ok(Event::Apply(execution) | Event::InitApply(execution)) => mark(seen, &execution, now),
@@ -143,4 +152,12 @@ fn mark(seen: &Seen, execution: &Execution, now: Instant) {
     if phase.is_terminal() && marks.ended.is_none() {
         marks.ended = Some((now, phase));
     }
+}
+
+/// SCHED_FIFO for the calling thread. It sleeps but for a watch event now
+/// and then, and the kernel keeps real-time threads from taking it all.
+fn realtime_priority() -> bool {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sets the calling thread's policy (pid 0), only reading `param`.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }
