@@ -52,7 +52,7 @@ case ${1:-all} in
     overhead
     "$bench" reaction
     "$bench" throughput
-    "$bench" fanout
+    "$bench" fanout --rounds 1
     ;;
   overhead) shift; overhead "$@" ;;
   reaction | throughput | fanout) "$bench" "$@" ;;
