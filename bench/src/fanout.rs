@@ -34,8 +34,8 @@ use sandrun_e2e::gateway::Gateway;
 use tokio::sync::Semaphore;
 
 use crate::error::{bench_error, Error, Result};
+use crate::process::Process;
 use client::{Pacer, Shared};
-use host::GatewayProcess;
 use report::{check, report, Measured};
 use watch::PhaseWatch;
 
@@ -92,7 +92,7 @@ struct Bench<'a> {
     http: reqwest::Client,
     pacer: Arc<Pacer>,
     watch: PhaseWatch,
-    process: GatewayProcess,
+    process: Process,
 }
 
 pub async fn run(client: &Client, options: &Options) -> Result<()> {
@@ -101,7 +101,7 @@ pub async fn run(client: &Client, options: &Options) -> Result<()> {
     }
     let gateway = Gateway::from_env();
     let key = gateway.key(&options.key);
-    let process = GatewayProcess::find(options.gateway_pid)?;
+    let process = host::find_gateway(options.gateway_pid)?;
     let limits = host::check(options.clients.max(options.baseline_clients) as u64, &process)?;
     let requests = (options.clients + options.baseline_clients) * (1 + options.rounds) + 4 * options.rounds;
     eprintln!(
@@ -243,7 +243,7 @@ impl Bench<'_> {
     /// this process's CPU time; returns each round's T0.
     async fn cancel_each(&self, shared: &Shared, m: &mut Measured) -> Result<Vec<Instant>> {
         let mut t0s = Vec::new();
-        let me = GatewayProcess { pid: std::process::id() };
+        let me = Process { pid: std::process::id() };
         for (round, id) in shared.ids.iter().enumerate() {
             tokio::time::sleep(SETTLE).await;
             let (before, own_before) = (self.process.cpu()?, me.cpu()?);
@@ -309,9 +309,9 @@ struct PeakRss {
 }
 
 impl PeakRss {
-    fn start(process: &GatewayProcess, now: u64) -> Self {
+    fn start(process: &Process, now: u64) -> Self {
         let peak = Arc::new(AtomicU64::new(now));
-        let (seen, process) = (peak.clone(), GatewayProcess { pid: process.pid });
+        let (seen, process) = (peak.clone(), Process { pid: process.pid });
         let task = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(100));
             loop {

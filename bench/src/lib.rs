@@ -5,6 +5,7 @@
 mod error;
 pub mod fanout;
 pub mod overhead;
+pub mod process;
 pub mod reaction;
 pub mod stats;
 pub mod throughput;

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::error::{bench_error, Error, Result};
 use crate::overhead::baseline_job;
+use crate::process::Process;
 use crate::stats::{print_rows, Row};
 use crate::{leader_pid, run_id};
 
@@ -239,6 +240,11 @@ async fn count_finished(client: Client, namespace: String, count: usize, kind: K
     Ok(failed)
 }
 
+/// CPU time of a process so far (0 once it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    Process { pid }.cpu().map(|t| t.as_secs_f64()).unwrap_or(0.0)
+}
+
 /// Samples a process's resident memory every 100 ms and keeps the largest.
 struct RssSampler {
     peak_kib: Arc<AtomicU64>,
@@ -251,7 +257,7 @@ impl RssSampler {
         let peak = peak_kib.clone();
         let task = tokio::spawn(async move {
             loop {
-                if let Some(kib) = rss_kib(pid) {
+                if let Ok(kib) = (Process { pid }).rss_kib() {
                     peak.fetch_max(kib, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -264,23 +270,6 @@ impl RssSampler {
         self.task.abort();
         self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
     }
-}
-
-/// User plus system CPU time of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the parenthesised name, which may itself hold spaces.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads a constant of the running system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / per_second.max(1.0)
-}
-
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// What the simulated pods "print": the frame of a successful hello world.

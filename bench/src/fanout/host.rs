@@ -1,81 +1,30 @@
 //! The gateway's process and this host: its memory and CPU time, and the
 //! limits that thousands of sockets run into first.
 
-use std::time::Duration;
-
 use crate::error::{bench_error, Result};
+use crate::process::Process;
 
 /// File descriptors and ports kept aside for everything but the sockets.
 const SPARE: u64 = 256;
 
-/// The gateway as a process of this host (pods' processes are).
-pub struct GatewayProcess {
-    pub pid: u32,
-}
-
-impl GatewayProcess {
-    /// `pid` when given (a gateway run by hack/gateway.sh), else the only
-    /// gateway pod's process.
-    pub fn find(pid: Option<u32>) -> Result<Self> {
-        if let Some(pid) = pid {
-            return Ok(Self { pid });
-        }
-        // Running ones only: a rollout's pending pod is no endpoint yet.
-        let pods =
-            sandrun_e2e::faults::component_pods("gateway", r#"{.items[?(@.status.phase=="Running")].metadata.name}"#);
-        let pods: Vec<&str> = pods.split_whitespace().collect();
-        let [pod] = pods[..] else {
-            return Err(bench_error(format!(
-                "the benchmark needs exactly one running gateway pod (all clients on one gateway), found {pods:?}"
-            )));
-        };
-        let pid = sandrun_e2e::faults::pod_process(pod, "sandrun-gateway")
-            .ok_or_else(|| bench_error(format!("no sandrun-gateway process of pod {pod} on this host")))?;
-        Ok(Self { pid })
+/// `pid` when given (a gateway run by hack/gateway.sh), else the only
+/// gateway pod's process.
+pub fn find_gateway(pid: Option<u32>) -> Result<Process> {
+    if let Some(pid) = pid {
+        return Ok(Process { pid });
     }
-
-    fn read(&self, file: &str) -> Result<String> {
-        Ok(std::fs::read_to_string(format!("/proc/{}/{file}", self.pid))?)
-    }
-
-    /// Resident memory, KiB.
-    pub fn rss_kib(&self) -> Result<u64> {
-        self.status_kib("VmRSS:")
-    }
-
-    /// The most it has ever had resident, KiB.
-    pub fn peak_rss_kib(&self) -> Result<u64> {
-        self.status_kib("VmHWM:")
-    }
-
-    fn status_kib(&self, field: &str) -> Result<u64> {
-        let status = self.read("status")?;
-        status_kib(&status, field).ok_or_else(|| bench_error(format!("no {field} for pid {}", self.pid)))
-    }
-
-    /// Time on CPU of all its threads (from schedstat, in nanoseconds; a
-    /// thread that exits takes its share along, which tokio's workers do not).
-    pub fn cpu(&self) -> Result<Duration> {
-        let mut total = 0;
-        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid))? {
-            let Ok(text) = std::fs::read_to_string(task?.path().join("schedstat")) else { continue };
-            total += text.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
-        }
-        Ok(Duration::from_nanos(total))
-    }
-
-    pub fn open_files_limit(&self) -> Result<u64> {
-        soft_open_files(&self.read("limits")?).ok_or_else(|| bench_error("no `Max open files` line"))
-    }
-}
-
-fn status_kib(status: &str, field: &str) -> Option<u64> {
-    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn soft_open_files(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
+    // Running ones only: a rollout's pending pod is no endpoint yet.
+    let pods =
+        sandrun_e2e::faults::component_pods("gateway", r#"{.items[?(@.status.phase=="Running")].metadata.name}"#);
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    let [pod] = pods[..] else {
+        return Err(bench_error(format!(
+            "the benchmark needs exactly one running gateway pod (all clients on one gateway), found {pods:?}"
+        )));
+    };
+    let pid = sandrun_e2e::faults::pod_process(pod, "sandrun-gateway")
+        .ok_or_else(|| bench_error(format!("no sandrun-gateway process of pod {pod} on this host")))?;
+    Ok(Process { pid })
 }
 
 /// What was checked before opening the sockets, for the report.
@@ -105,7 +54,7 @@ impl std::fmt::Display for Limits {
 /// start when the gateway's, the local port range (every socket goes to one
 /// Service address) or the connection-tracking table (kube-proxy NATs the
 /// Service address) cannot hold them.
-pub fn check(sockets: u64, gateway: &GatewayProcess) -> Result<Limits> {
+pub fn check(sockets: u64, gateway: &Process) -> Result<Limits> {
     let need = sockets + SPARE;
     let open_files = raise_open_files(need)?;
     let gateway_open_files = gateway.open_files_limit()?;
@@ -158,27 +107,4 @@ fn raise_open_files(need: u64) -> Result<u64> {
         )));
     }
     Ok(raised.rlim_cur)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_files_parse() {
-        let status = "Name:\tsandrun-gateway\nVmHWM:\t   9836 kB\nVmRSS:\t   9712 kB\nThreads:\t3\n";
-        assert_eq!(status_kib(status, "VmRSS:"), Some(9712));
-        assert_eq!(status_kib(status, "VmSwap:"), None);
-        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                      Max open files            20000                40000                files     \n";
-        assert_eq!(soft_open_files(limits), Some(20000));
-    }
-
-    #[test]
-    fn this_process_can_be_measured() {
-        let me = GatewayProcess { pid: std::process::id() };
-        assert!(me.rss_kib().unwrap() > 0);
-        assert!(me.cpu().unwrap() > Duration::ZERO);
-        assert!(me.open_files_limit().unwrap() > 0);
-    }
 }
