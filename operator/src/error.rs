@@ -29,6 +29,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("the watches of Jobs, pods, ConfigMaps and NetworkPolicies have not listed yet (RBAC? see the watcher's warnings)")]
+    StoresNotReady,
     #[error("the Execution has no namespace")]
     NoNamespace,
     #[error("reading config {path}: {source}")]
@@ -68,6 +70,7 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::Delete { .. } => "delete",
             Error::NoNamespace => "no_namespace",
+            Error::StoresNotReady => "stores_not_ready",
             Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
             Error::Connect(_) => "connect",
             Error::Election(_) | Error::ElectionStopped | Error::LeadershipLost => "election",

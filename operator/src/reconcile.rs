@@ -34,6 +34,8 @@ const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
 /// Safety net for missed watch events while an Execution is in flight.
 const IN_FLIGHT_RESYNC: Duration = Duration::from_secs(300);
 const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+/// A first list of ten thousand pods takes seconds, not this.
+const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
 
 pub struct Context {
     pub client: Client,
@@ -68,7 +70,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         return expire(execution, ctx, &namespace).await;
     }
     // An object missing from a store that has not listed yet proves nothing.
-    ctx.stores.wait_until_ready().await;
+    ctx.stores.wait_until_ready(STORES_READY_WITHIN).await?;
     let now = Time(Timestamp::now());
     let child = child_name(&execution.name_any());
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
@@ -15,6 +16,7 @@ use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use sandrun_crds::Execution;
 
+use crate::error::Error;
 use crate::labels::EXECUTION_KEY;
 
 /// The Job controller's label tying a pod to its Job.
@@ -55,14 +57,21 @@ impl Stores {
     }
 
     /// Until every store has listed once, an absent object means nothing.
-    pub async fn wait_until_ready(&self) {
-        // Errors only if a writer is dropped, which ends the controller anyway.
-        let _ = futures::join!(
-            self.jobs.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.policies.wait_until_ready(),
-        );
+    /// Bounded, so a watch that can never list (a missing RBAC verb) shows
+    /// up as failing reconciles rather than as runs silently stuck.
+    pub async fn wait_until_ready(&self, within: Duration) -> Result<(), Error> {
+        let all = async {
+            futures::join!(
+                self.jobs.wait_until_ready(),
+                self.pods.wait_until_ready(),
+                self.config_maps.wait_until_ready(),
+                self.policies.wait_until_ready(),
+            )
+        };
+        match tokio::time::timeout(within, all).await {
+            Ok((Ok(()), Ok(()), Ok(()), Ok(()))) => Ok(()),
+            _ => Err(Error::StoresNotReady),
+        }
     }
 
     pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
@@ -222,6 +231,13 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn stores_that_never_list_fail_the_wait_instead_of_hanging() {
+        let (stores, _writers) = Stores::new();
+        let waited = stores.wait_until_ready(Duration::from_millis(20)).await;
+        assert!(matches!(waited, Err(Error::StoresNotReady)));
     }
 
     #[test]
