@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::labels::{EXECUTION_KEY, MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
-use crate::stores::{slim_execution, slim_job, slim_meta, slim_pod, Writers};
+use crate::stores::{slim_execution, slim_job, slim_meta, slim_pod, triggers, Writers};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -47,19 +47,14 @@ pub async fn run(
     let execution_events = watcher(api::<Execution>(&client, ns), watcher::Config::default())
         .default_backoff()
         .modify(slim_execution)
-        .reflect(executions_writer)
-        .applied_objects();
-    let jobs = watcher(api::<Job>(&client, ns), managed.clone())
-        .default_backoff()
-        .modify(slim_job)
-        .reflect(writers.jobs)
-        .touched_objects();
+        .reflect(executions_writer);
+    let jobs =
+        watcher(api::<Job>(&client, ns), managed.clone()).default_backoff().modify(slim_job).reflect(writers.jobs);
     // Only to notice an inputs ConfigMap deleted before its pod started.
     let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
         .default_backoff()
         .modify(slim_meta)
-        .reflect(writers.config_maps)
-        .touched_objects();
+        .reflect(writers.config_maps);
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
     let index = ctx.stores.pods_by_execution.clone();
@@ -71,18 +66,17 @@ pub async fn run(
                 index.apply(event);
             }
         })
-        .reflect(writers.pods)
-        .touched_objects();
+        .reflect(writers.pods);
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()
         .reflect(writers.policies)
         .for_each(|_| future::ready(()));
 
-    let controller = Controller::for_stream(execution_events, executions)
-        .owns_stream(jobs)
-        .owns_stream(config_maps)
-        .watches_stream(pods, |pod: Pod| {
+    let controller = Controller::for_stream(triggers(execution_events), executions)
+        .owns_stream(triggers(jobs))
+        .owns_stream(triggers(config_maps))
+        .watches_stream(triggers(pods), |pod: Pod| {
             let name = pod.labels().get(EXECUTION_KEY)?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })

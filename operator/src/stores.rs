@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::{future, stream, Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::Event;
+use kube::runtime::watcher::{self, Event};
 use kube::ResourceExt;
 use sandrun_crds::Execution;
 
@@ -145,6 +146,35 @@ pub fn slim_meta<K>(object: &mut PartialObjectMeta<K>) {
     object.metadata.annotations = None;
 }
 
+/// Objects to reconcile for, from a reflected watch: each as it changes,
+/// and a re-list's only once it is complete. A re-list reaches the store all
+/// at once at its end (after an API server restart, say); a reconcile
+/// triggered by its first objects would read the stale store, and nothing
+/// would trigger one again for a pod that has already finished.
+pub fn triggers<K, S>(events: S) -> impl Stream<Item = Result<K, watcher::Error>>
+where
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    events
+        .scan(Vec::new(), |relisted, event| {
+            let ready: Vec<Result<K, watcher::Error>> = match event {
+                Ok(Event::Apply(object) | Event::Delete(object)) => vec![Ok(object)],
+                Ok(Event::Init) => {
+                    relisted.clear();
+                    Vec::new()
+                }
+                Ok(Event::InitApply(object)) => {
+                    relisted.push(object);
+                    Vec::new()
+                }
+                Ok(Event::InitDone) => std::mem::take(relisted).into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error)],
+            };
+            future::ready(Some(stream::iter(ready)))
+        })
+        .flatten()
+}
+
 type ExecutionKey = (String, String);
 
 /// Pod names by (namespace, Execution), kept from the pod watch's events.
@@ -231,6 +261,24 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_relist_triggers_only_once_it_is_complete() {
+        let events = vec![
+            Ok(Event::Apply(pod("a", "p1", "e1"))),
+            Ok(Event::Init),
+            Ok(Event::InitApply(pod("a", "p2", "e2"))),
+            Ok(Event::InitApply(pod("a", "p3", "e3"))),
+            Ok(Event::InitDone),
+            Ok(Event::Delete(pod("a", "p2", "e2"))),
+        ];
+        let mut seen = Vec::new();
+        let mut stream = std::pin::pin!(triggers(stream::iter(events)));
+        while let Some(Ok(pod)) = stream.next().await {
+            seen.push(pod.metadata.name.unwrap_or_default());
+        }
+        assert_eq!(seen, ["p1", "p2", "p3", "p2"]);
     }
 
     #[tokio::test]
