@@ -22,7 +22,7 @@ mod host;
 mod report;
 mod watch;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use sandrun_e2e::gateway::Gateway;
 use tokio::sync::Semaphore;
 
 use crate::error::{bench_error, Error, Result};
-use crate::process::Process;
+use crate::process::{PeakRss, Process};
 use client::{Pacer, Shared};
 use report::{check, report, Measured};
 use watch::PhaseWatch;
@@ -165,7 +165,7 @@ impl Bench<'_> {
         eprintln!("fanout: {clients} clients subscribing to {}", ids.join(", "));
         let (rss_before, cpu_before) = (self.process.rss_kib()?, self.process.cpu()?);
         let hwm_before = self.process.peak_rss_kib()?;
-        let peak = PeakRss::start(&self.process, rss_before);
+        let peak = PeakRss::start(self.process.pid, rss_before);
         let shared = Arc::new(Shared {
             ws_url: format!("{}/v1/ws", self.gateway.url.replacen("http", "ws", 1)),
             token: self.token.clone(),
@@ -299,34 +299,6 @@ impl Bench<'_> {
             }
             return Ok(response);
         }
-    }
-}
-
-/// Samples the gateway's RSS every 100 ms until stopped; the highest seen.
-struct PeakRss {
-    peak: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PeakRss {
-    fn start(process: &Process, now: u64) -> Self {
-        let peak = Arc::new(AtomicU64::new(now));
-        let (seen, process) = (peak.clone(), Process { pid: process.pid });
-        let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                every.tick().await;
-                if let Ok(rss) = process.rss_kib() {
-                    seen.fetch_max(rss, Ordering::Relaxed);
-                }
-            }
-        });
-        Self { peak, task }
-    }
-
-    fn stop(self) -> u64 {
-        self.task.abort();
-        self.peak.load(Ordering::Relaxed)
     }
 }
 

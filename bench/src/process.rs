@@ -1,6 +1,8 @@
 //! A process of this host, measured from /proc: pods' processes are host
 //! processes here, so the gateway, the operator and the control plane alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{bench_error, Result};
@@ -52,6 +54,35 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
 fn soft_open_files(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Samples a process's resident memory every 100 ms until stopped, and
+/// keeps the highest seen (KiB), starting from `floor`.
+pub struct PeakRss {
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn start(pid: u32, floor: u64) -> Self {
+        let peak = Arc::new(AtomicU64::new(floor));
+        let (seen, process) = (peak.clone(), Process { pid });
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                if let Ok(rss) = process.rss_kib() {
+                    seen.fetch_max(rss, Ordering::Relaxed);
+                }
+            }
+        });
+        Self { peak, task }
+    }
+
+    pub fn stop(self) -> u64 {
+        self.task.abort();
+        self.peak.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

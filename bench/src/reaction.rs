@@ -118,28 +118,23 @@ fn between(
     timelines.iter().filter_map(|t| Some(to(t)?.saturating_duration_since(from(t)?))).collect()
 }
 
+/// p50 and p99 of one step, sandrun beside the baseline; the goal is on p99.
+fn percentile_rows(step: &str, sandrun: &Samples, baseline: &Samples, goal: Duration) -> Vec<Row> {
+    let row = |label: &str, p: f64| {
+        let (s, b) = (sandrun.percentile(p), baseline.percentile(p));
+        (Row::new(format!("{step}, {label}"), ms(s), ms(b)), s)
+    };
+    let (p99, s99) = row("p99", 99.0);
+    vec![row("p50", 50.0).0, p99.goal(format!("< {} ms", goal.as_millis()), s99 < goal)]
+}
+
 fn report(timelines: &[Timeline], runs: usize) {
     let creation = between(timelines, |t| t.execution_created, |t| t.job_created);
     let pod_creation = between(timelines, |t| t.job_created, |t| t.pod_created);
     let result = between(timelines, |t| t.pod_terminated, |t| t.status_final);
     let completion = between(timelines, |t| t.pod_terminated, |t| t.job_finished);
-    let mut rows = Vec::new();
-    for (label, p) in [("p50", 50.0), ("p99", 99.0)] {
-        let (s, b) = (creation.percentile(p), pod_creation.percentile(p));
-        let mut row = Row::new(format!("created → child created, {label}"), ms(s), ms(b));
-        if p > 50.0 {
-            row = row.goal("< 50 ms", s < Duration::from_millis(50));
-        }
-        rows.push(row);
-    }
-    for (label, p) in [("p50", 50.0), ("p99", 99.0)] {
-        let (s, b) = (result.percentile(p), completion.percentile(p));
-        let mut row = Row::new(format!("pod terminated → result written, {label}"), ms(s), ms(b));
-        if p > 50.0 {
-            row = row.goal("< 100 ms", s < Duration::from_millis(100));
-        }
-        rows.push(row);
-    }
+    let mut rows = percentile_rows("created → child created", &creation, &pod_creation, Duration::from_millis(50));
+    rows.extend(percentile_rows("pod terminated → result written", &result, &completion, Duration::from_millis(100)));
     print_rows(
         &format!(
             "Operator reaction over {runs} runs (sandrun: Execution → Job, pod → status; \

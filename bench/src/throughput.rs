@@ -9,8 +9,6 @@
 //! goes there. sandrun must allow it (`sandbox.allowedRuntimeClasses`).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +23,7 @@ use serde_json::json;
 
 use crate::error::{bench_error, Error, Result};
 use crate::overhead::baseline_job;
-use crate::process::Process;
+use crate::process::{PeakRss, Process};
 use crate::stats::{print_rows, Row};
 use crate::{leader_pid, run_id};
 
@@ -144,13 +142,14 @@ async fn measure(client: &Client, namespace: &str, count: usize, options: &Optio
     let ns =
         serde_json::from_value(json!({"metadata": {"name": namespace}})).map_err(|e| bench_error(e.to_string()))?;
     namespaces.create(&PostParams::default(), &ns).await?;
+    let operator = leader_pid(client).await?;
     let pid = match kind {
-        Kind::Executions => leader_pid(client).await?,
+        Kind::Executions => operator,
         Kind::Jobs => daemon_pid("kube-controller-manager"),
     };
-    let sampler = RssSampler::start(pid);
+    let sampler = PeakRss::start(pid, 0);
     let processes = [
-        ("operator", leader_pid(client).await?),
+        ("operator", operator),
         ("kube-apiserver", daemon_pid("kube-apiserver")),
         ("etcd", daemon_pid("etcd")),
         ("kube-controller-manager", daemon_pid("kube-controller-manager")),
@@ -176,7 +175,7 @@ async fn measure(client: &Client, namespace: &str, count: usize, options: &Optio
         .zip(cpu_before)
         .map(|((name, pid), before)| (*name, (cpu_seconds(*pid) - before).max(0.0)))
         .collect();
-    Ok(Measurement { count, created_in, finished_in, peak_rss_mib: sampler.stop(), failed, cpu })
+    Ok(Measurement { count, created_in, finished_in, peak_rss_mib: sampler.stop() as f64 / 1024.0, failed, cpu })
 }
 
 async fn create_all(client: &Client, namespace: &str, count: usize, parallel: usize, kind: Kind) -> Result<()> {
@@ -243,33 +242,6 @@ async fn count_finished(client: Client, namespace: String, count: usize, kind: K
 /// CPU time of a process so far (0 once it is gone).
 fn cpu_seconds(pid: u32) -> f64 {
     Process { pid }.cpu().map(|t| t.as_secs_f64()).unwrap_or(0.0)
-}
-
-/// Samples a process's resident memory every 100 ms and keeps the largest.
-struct RssSampler {
-    peak_kib: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let peak_kib = Arc::new(AtomicU64::new(0));
-        let peak = peak_kib.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                if let Ok(kib) = (Process { pid }).rss_kib() {
-                    peak.fetch_max(kib, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { peak_kib, task }
-    }
-
-    fn stop(self) -> f64 {
-        self.task.abort();
-        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
-    }
 }
 
 /// What the simulated pods "print": the frame of a successful hello world.
