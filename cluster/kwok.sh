@@ -4,10 +4,13 @@
 # plays "kubelet" for fake Nodes kwok-0..N-1. Pods bound to them turn Running,
 # then (restartPolicy Never/OnFailure, so every Job's pods) Succeeded with exit
 # code 0, and are removed once deleted (cluster/kwok/stages.yaml).
-# `kubectl logs` of any container on them returns the file you give.
+# `kubectl logs` of any container on them returns the file you give, and
+# MESSAGE_FILE (first 4096 bytes, as the kubelet keeps) becomes the
+# termination message of every container that finishes.
 #
 # Usage: cluster/kwok.sh build
-#        cluster/kwok.sh start N [LOG_FILE]   (or KWOK_LOG_FILE=...)
+#        cluster/kwok.sh start N [LOG_FILE [MESSAGE_FILE]]
+#                   (or KWOK_LOG_FILE=... KWOK_MESSAGE_FILE=...)
 #        cluster/kwok.sh stop
 # start is idempotent: run again to change N or to pick up a new LOG_FILE.
 # Fake nodes carry the label type=kwok and the taint
@@ -70,6 +73,23 @@ write_cri_log() {
     { prev = $0 }
     END { if (NR) print ts " stdout " (partial ? "P" : "F") " " prev }' "$src" >"$dst.tmp"
   mv "$dst.tmp" "$dst"
+}
+
+# cluster/kwok/stages.yaml with the termination message put in as a Go
+# template string (a JSON string is one). Returns 1 when the file changed.
+write_stages() {
+  local file=$1 literal='""' stages
+  [[ -z $file ]] || literal=$(head -c 4096 "$file" | jq -Rs .)
+  stages=$(<"$CLUSTER_DIR/kwok/stages.yaml")
+  # Bash 5.2 would read & in the replacement as the match.
+  shopt -u patsub_replacement 2>/dev/null || true
+  printf '%s\n' "${stages//@TERMINATION_MESSAGE@/$literal}" >"$KWOK_STATE/stages.yaml.tmp"
+  if cmp -s "$KWOK_STATE/stages.yaml.tmp" "$KWOK_STATE/stages.yaml"; then
+    rm "$KWOK_STATE/stages.yaml.tmp"
+    return 0
+  fi
+  mv "$KWOK_STATE/stages.yaml.tmp" "$KWOK_STATE/stages.yaml"
+  return 1
 }
 
 # kwok's options (it applies no defaults once a config file names any, so
@@ -156,9 +176,10 @@ nodes_ready() {
 }
 
 start() {
-  local n=${1:-} file=${2:-${KWOK_LOG_FILE:-}} t0 extra old
-  [[ $n =~ ^[0-9]+$ ]] || die "usage: kwok.sh start N [LOG_FILE] (or KWOK_LOG_FILE=...)"
+  local n=${1:-} file=${2:-${KWOK_LOG_FILE:-}} message=${3:-${KWOK_MESSAGE_FILE:-}} t0 extra old
+  [[ $n =~ ^[0-9]+$ ]] || die "usage: kwok.sh start N [LOG_FILE [MESSAGE_FILE]] (or KWOK_LOG_FILE=..., KWOK_MESSAGE_FILE=...)"
   [[ -n $file && -f $file && -r $file ]] || die "log file '${file}' is not a readable file (argument or KWOK_LOG_FILE)"
+  [[ -z $message || (-f $message && -r $message) ]] || die "message file '${message}' is not a readable file"
   need_root
   t0=$(now)
   build
@@ -169,6 +190,8 @@ start() {
   pki_cert kwok-server "/CN=sandrun-kwok" serverAuth "IP:$KWOK_IP"
   write_cri_log "$file" "$KWOK_STATE/container.log"
   write_config
+  # kwok reads its stages once, at start.
+  write_stages "$message" || ! daemon_running kwok || stop_daemons 5 kwok
   # A new kwok takes a node over only once the Lease a previous (killed) one
   # held has expired, 40 s later; the previous one is gone, so drop them.
   if ! daemon_running kwok; then
@@ -177,7 +200,7 @@ start() {
     [[ -z $old ]] || kctl -n kube-node-lease delete lease $old --ignore-not-found >/dev/null
   fi
   start_daemon kwok "$KWOK_BIN" --kubeconfig="$KUBECONFIG_ADMIN" \
-    --config="$KWOK_STATE/kwok.yaml" --config="$CLUSTER_DIR/kwok/stages.yaml"
+    --config="$KWOK_STATE/kwok.yaml" --config="$KWOK_STATE/stages.yaml"
   runtime_class_manifest | kctl apply -f - >/dev/null
   ((n == 0)) || node_manifests "$n" | kctl apply -f - >/dev/null
   # Fewer nodes than last time: drop the rest.

@@ -244,7 +244,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     Process { pid }.cpu().map(|t| t.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// What the simulated pods "print": the frame of a successful hello world.
+/// What the simulated pods "print", and leave as their termination message
+/// as the runner does: the frame of a successful hello world.
 fn frame_file() -> Result<std::path::PathBuf> {
     let frame = sandrun_runner::RunResult {
         exit_code: Some(0),
@@ -264,7 +265,7 @@ async fn kwok(args: &[&str], log_file: Option<&std::path::Path>) -> Result<()> {
     let mut command = tokio::process::Command::new("cluster/kwok.sh");
     command.args(args);
     if let Some(file) = log_file {
-        command.env("KWOK_LOG_FILE", file);
+        command.env("KWOK_LOG_FILE", file).env("KWOK_MESSAGE_FILE", file);
     }
     if command.status().await?.success() {
         return Ok(());

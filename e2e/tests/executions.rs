@@ -2,10 +2,23 @@
 //! back from the Execution's status.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
 use sandrun_crds::{Language, Limits, Phase};
 use sandrun_e2e::{program, python, status_of, with_limits, TestNamespace};
+use sandrun_runner::protocol::FRAME_IN_LOG;
+use sandrun_runner::{parse_frame, FRAME_PREFIX};
+
+/// The termination message the run container of a Job's pod left.
+async fn run_container_message(ns: &TestNamespace, job: &str) -> String {
+    let pods =
+        ns.api::<Pod>().list(&ListParams::default().labels(&format!("job-name={job}"))).await.expect("list pods");
+    let pod = pods.items.into_iter().next().expect("the Job's pod is kept");
+    let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
+    let run = statuses.into_iter().find(|c| c.name == "run").expect("run container status");
+    run.state.and_then(|s| s.terminated).and_then(|t| t.message).unwrap_or_default()
+}
 
 #[tokio::test]
 async fn python_streams_and_exit_code_come_back_separately() {
@@ -28,6 +41,12 @@ async fn python_streams_and_exit_code_come_back_separately() {
     assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("runsc"));
     assert_eq!(job.metadata.owner_references.unwrap()[0].uid, done.metadata.uid.clone().unwrap());
     ns.api::<ConfigMap>().get("sandrun-exit-three").await.expect("ConfigMap exists");
+
+    // The result travelled in the pod's status, so no log had to be read.
+    let message = run_container_message(&ns, s.job_name.as_deref().unwrap()).await;
+    assert!(message.starts_with(FRAME_PREFIX), "termination message: {message:?}");
+    let frame = parse_frame(&message).expect("a frame").expect("it parses");
+    assert_eq!((frame.exit_code, frame.stderr.as_str()), (Some(3), "to stderr\n"));
     let policy = ns.api::<NetworkPolicy>().get("sandrun-deny-all").await.expect("deny-all NetworkPolicy exists");
     assert_eq!(policy.spec.unwrap().policy_types.unwrap(), ["Ingress", "Egress"]);
 }
@@ -99,6 +118,17 @@ async fn output_past_the_cap_is_truncated_and_flagged() {
     assert_eq!(s.stdout.as_deref().map(str::len), Some(1000));
     assert!(s.stdout_truncated);
     assert_eq!((s.stderr.as_deref(), s.stderr_truncated), (Some("short"), false));
+}
+
+#[tokio::test]
+async fn a_result_too_large_for_the_termination_message_is_read_from_the_log() {
+    let ns = TestNamespace::new("biglog").await;
+    let s = status_of(&ns.run("big", python("print('y' * 20000)\n")).await);
+    assert_eq!(s.phase, Phase::Succeeded);
+    assert_eq!(s.stdout.as_deref(), Some(format!("{}\n", "y".repeat(20000)).as_str()));
+    assert!(!s.stdout_truncated);
+    let message = run_container_message(&ns, s.job_name.as_deref().unwrap()).await;
+    assert_eq!(message, FRAME_IN_LOG, "the runner points to the log instead of leaving a cut frame");
 }
 
 #[tokio::test]

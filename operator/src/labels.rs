@@ -13,6 +13,9 @@ pub const ROLE_EXECUTION: &str = "execution";
 pub const NETWORK_POLICY_NAME: &str = "sandrun-deny-all";
 pub const RUN_CONTAINER: &str = "run";
 pub const INSTALL_CONTAINER: &str = "install-runner";
+/// The run container's termination message: the runner leaves its frame
+/// there, and the kubelet copies it into the pod's status.
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
 const CHILD_PREFIX: &str = "sandrun-";
 const MAX_NAME: usize = 63;

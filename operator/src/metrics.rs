@@ -18,6 +18,11 @@ pub struct PhaseLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub reconciles: Counter,
@@ -29,6 +34,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Events not written because the queue was full.
     pub events_dropped: Counter,
+    /// Run results read, by where they came from: the pod's termination
+    /// message (no API call) or its log.
+    pub results_read: Family<SourceLabels, Counter>,
 }
 
 impl Metrics {
@@ -41,6 +49,7 @@ impl Metrics {
             jobs_created: Counter::default(),
             leader: Gauge::default(),
             events_dropped: Counter::default(),
+            results_read: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("sandrun_operator");
         r.register("reconciles", "Reconciliations run", m.reconciles.clone());
@@ -50,6 +59,7 @@ impl Metrics {
         r.register("jobs_created", "Jobs created for Executions", m.jobs_created.clone());
         r.register("leader", "Whether this replica holds the leader lease", m.leader.clone());
         r.register("events_dropped", "Events not written because the queue was full", m.events_dropped.clone());
+        r.register("results_read", "Run results read, by source", m.results_read.clone());
         m
     }
 }

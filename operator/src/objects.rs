@@ -18,7 +18,7 @@ use sandrun_crds::Execution;
 use crate::config::OperatorConfig;
 use crate::labels::{
     child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY, NETWORK_POLICY_NAME,
-    ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER,
+    ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER, TERMINATION_MESSAGE_PATH,
 };
 use crate::quantity::memory_bytes;
 use crate::text::unsafe_for_apply;
@@ -108,6 +108,8 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         WORKDIR.to_owned(),
         "--stdin".to_owned(),
         format!("{INPUT_DIR}/{STDIN_KEY}"),
+        "--result-file".to_owned(),
+        TERMINATION_MESSAGE_PATH.to_owned(),
         "--".to_owned(),
     ];
     runner_argv.extend(program.argv.iter().cloned());
@@ -137,6 +139,9 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
             &config.workspace_size_limit,
         )),
         security_context: Some(locked_down()),
+        // Never the log's tail: only the runner's own words count as a result.
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_owned()),
+        termination_message_policy: Some("File".to_owned()),
         volume_mounts: Some(vec![
             mount("runner", BIN_DIR, true),
             mount("input", INPUT_DIR, true),

@@ -70,6 +70,8 @@ fn run_container_wraps_the_program_in_the_runner() {
     assert_eq!(flag("--timeout-ms").as_deref(), Some("5000"));
     assert_eq!(flag("--max-output-bytes").as_deref(), Some("65536"));
     assert_eq!(flag("--memory-limit-bytes").as_deref(), Some("67108864"), "the runner holds the program to 64Mi");
+    assert_eq!(flag("--result-file"), run.termination_message_path, "the frame goes where the kubelet reads it");
+    assert_eq!(run.termination_message_policy.as_deref(), Some("File"), "never the log's tail as a result");
     let limits = run.resources.as_ref().unwrap().limits.as_ref().unwrap();
     assert_eq!(limits["memory"].0, ((64 + 256) << 20).to_string(), "the sandbox gets headroom above it");
     let requests = run.resources.as_ref().unwrap().requests.as_ref().unwrap();

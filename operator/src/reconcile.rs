@@ -23,7 +23,7 @@ use crate::config::OperatorConfig;
 use crate::error::{is_invalid, is_not_found, Error, Result};
 use crate::events::EventQueue;
 use crate::labels::{child_name, FIELD_MANAGER, RUN_CONTAINER};
-use crate::metrics::{ErrorLabels, Metrics, PhaseLabels};
+use crate::metrics::{ErrorLabels, Metrics, PhaseLabels, SourceLabels};
 use crate::objects;
 use crate::status::{self, Frame, Observed};
 use crate::stores::Stores;
@@ -234,6 +234,11 @@ fn owned_by(job: &Job, execution: &Execution) -> bool {
 }
 
 async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {
+    if let Some(result) = status::frame_in_message(pod) {
+        ctx.metrics.results_read.get_or_create(&SourceLabels { source: "termination-message" }).inc();
+        return Ok(Frame::Parsed(result));
+    }
+    ctx.metrics.results_read.get_or_create(&SourceLabels { source: "log" }).inc();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let params =
         LogParams { container: Some(RUN_CONTAINER.to_owned()), limit_bytes: Some(MAX_LOG_BYTES), ..Default::default() };

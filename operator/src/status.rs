@@ -4,7 +4,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase};
-use sandrun_runner::RunResult;
+use sandrun_runner::{parse_frame, RunResult};
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
@@ -317,6 +317,13 @@ pub fn awaits_inputs(pod: Option<&Pod>) -> bool {
 /// the name tells a user nothing the phase does not.
 pub fn worth_writing(previous: &ExecutionStatus, next: &ExecutionStatus) -> bool {
     next != previous && *next != ExecutionStatus { pod_name: next.pod_name.clone(), ..previous.clone() }
+}
+
+/// The runner's frame from the run container's termination message, when it
+/// fit there; otherwise it has to be read from the log.
+pub fn frame_in_message(pod: &Pod) -> Option<RunResult> {
+    let state = container_state(pod, RUN_CONTAINER, false)?;
+    parse_frame(state.terminated?.message.as_deref()?)?.ok()
 }
 
 /// Whether the run container has ended, so the runner's frame can be read.

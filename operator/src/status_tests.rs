@@ -385,3 +385,28 @@ fn a_new_pod_name_alone_is_not_written() {
         assert_eq!(worth_writing(previous, next), want, "{previous:?} -> {next:?}");
     }
 }
+
+#[test]
+fn a_frame_in_the_termination_message_is_read_from_the_pod() {
+    let result = RunResult { exit_code: Some(3), stdout: "hi\n".into(), ..Default::default() };
+    let with_message = |container: &str, message: &str| {
+        pod(json!({"containerStatuses": [{"name": container, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "message": message}}}]}))
+    };
+    let cases = [
+        ("a frame", with_message("run", &result.to_frame()), Some(result.clone())),
+        ("the runner's pointer to the log", with_message("run", sandrun_runner::protocol::FRAME_IN_LOG), None),
+        ("a frame cut short by the kubelet", with_message("run", &result.to_frame()[..40]), None),
+        ("another container's frame", with_message("install-runner", &result.to_frame()), None),
+        ("no message", run_terminated(0, "Completed"), None),
+        (
+            "still running",
+            pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "",
+            "ready": true, "restartCount": 0, "state": {"running": {}}}]})),
+            None,
+        ),
+    ];
+    for (case, pod, want) in cases {
+        assert_eq!(frame_in_message(&pod), want, "{case}");
+    }
+}

@@ -10,8 +10,9 @@ pub const USAGE: &str = "usage:
   sandrun-runner install DIR
       copy this binary into DIR (run by the init container)
   sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--memory-limit-bytes N] [--stdin FILE]
-                     [--source DIR] [--workdir DIR] -- COMMAND [ARG...]
-      run COMMAND and print one result frame";
+                     [--source DIR] [--workdir DIR] [--result-file FILE] -- COMMAND [ARG...]
+      run COMMAND and print one result frame (also left in FILE when it fits
+      a termination message)";
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -69,6 +70,7 @@ fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
             "--stdin" => config.stdin = Some(value.into()),
             "--source" => config.source = Some(value.into()),
             "--workdir" => config.workdir = Some(value.into()),
+            "--result-file" => config.result_file = Some(value.into()),
             _ => return Err(CliError::UnknownFlag(flag.clone())),
         }
     }
@@ -90,7 +92,7 @@ mod tests {
     #[test]
     fn parses_a_full_run() {
         let cmd = parse(&args(
-            "run --timeout-ms 2000 --max-output-bytes 10 --memory-limit-bytes 99 --max-file-bytes 7 --stdin /in --source /src --workdir /w -- python3 main.py -v",
+            "run --timeout-ms 2000 --max-output-bytes 10 --memory-limit-bytes 99 --max-file-bytes 7 --stdin /in --source /src --workdir /w --result-file /dev/termination-log -- python3 main.py -v",
         ))
         .unwrap();
         let Command::Run(c) = cmd else { panic!("not run") };
@@ -101,6 +103,7 @@ mod tests {
         assert_eq!(c.stdin, Some("/in".into()));
         assert_eq!(c.source, Some("/src".into()));
         assert_eq!(c.workdir, Some("/w".into()));
+        assert_eq!(c.result_file, Some("/dev/termination-log".into()));
         assert_eq!(c.command, args("python3 main.py -v"));
     }
 

@@ -14,4 +14,4 @@ pub mod memory;
 pub mod protocol;
 pub mod run;
 
-pub use protocol::{parse_frame, RunResult, FRAME_PREFIX};
+pub use protocol::{parse_frame, termination_message, RunResult, FRAME_PREFIX};

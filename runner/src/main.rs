@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use sandrun_runner::cli::{self, Command, USAGE};
 use sandrun_runner::run::run;
+use sandrun_runner::termination_message;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -10,6 +11,12 @@ fn main() -> ExitCode {
         Ok(Command::Install { dir }) => install(&dir),
         Ok(Command::Run(config)) => {
             let frame = run(&config).to_frame();
+            if let Some(path) = &config.result_file {
+                // Not fatal: the frame on stdout below is still read from the log.
+                if let Err(e) = std::fs::write(path, termination_message(&frame)) {
+                    eprintln!("sandrun-runner: writing {}: {e}", path.display());
+                }
+            }
             let mut stdout = std::io::stdout().lock();
             if stdout.write_all(frame.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                 return ExitCode::from(70);

@@ -42,6 +42,24 @@ impl RunResult {
     }
 }
 
+/// The kubelet keeps at most this much of a container's termination message.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// Left in the termination message when the frame would not fit: not a
+/// frame, so the operator reads the log instead.
+pub const FRAME_IN_LOG: &str = "the result is larger than a termination message; it is in the container log\n";
+
+/// What the runner leaves in its termination message: the whole frame when
+/// the kubelet keeps it whole, else a pointer to the log. Written either way,
+/// so nothing the program left in that file can pass for a result.
+pub fn termination_message(frame: &str) -> &str {
+    if frame.len() <= TERMINATION_MESSAGE_LIMIT {
+        frame
+    } else {
+        FRAME_IN_LOG
+    }
+}
+
 /// Finds the last result frame in a container log.
 pub fn parse_frame(log: &str) -> Option<Result<RunResult, serde_json::Error>> {
     log.lines().rev().find_map(|line| line.strip_prefix(FRAME_PREFIX)).map(serde_json::from_str)
@@ -69,6 +87,17 @@ mod tests {
     fn missing_frame_is_none_and_garbage_is_an_error() {
         assert!(parse_frame("no frame here\n").is_none());
         assert!(parse_frame("SANDRUN-RESULT-V1 {not json\n").expect("prefix found").is_err());
+    }
+
+    #[test]
+    fn a_frame_the_kubelet_would_cut_is_left_to_the_log() {
+        let small = RunResult { stdout: "hi\n".into(), ..Default::default() }.to_frame();
+        assert_eq!(termination_message(&small), small);
+        let big = RunResult { stdout: "x".repeat(TERMINATION_MESSAGE_LIMIT), ..Default::default() }.to_frame();
+        assert_eq!(termination_message(&big), FRAME_IN_LOG);
+        assert!(parse_frame(FRAME_IN_LOG).is_none());
+        let exact = format!("{FRAME_PREFIX}{}\n", " ".repeat(TERMINATION_MESSAGE_LIMIT - FRAME_PREFIX.len() - 1));
+        assert_eq!(termination_message(&exact).len(), TERMINATION_MESSAGE_LIMIT);
     }
 
     #[test]

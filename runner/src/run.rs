@@ -30,6 +30,9 @@ pub struct RunConfig {
     pub stdin: Option<PathBuf>,
     pub source: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
+    /// Where to leave the frame as well as on stdout: the container's
+    /// termination message, which the operator reads from the pod's status.
+    pub result_file: Option<PathBuf>,
     pub command: Vec<String>,
 }
 
@@ -43,6 +46,7 @@ impl Default for RunConfig {
             stdin: None,
             source: None,
             workdir: None,
+            result_file: None,
             command: Vec::new(),
         }
     }
