@@ -99,19 +99,26 @@ impl Stores {
     }
 }
 
-/// Drops what no reconcile reads: bookkeeping and the Job's pod template.
+/// Drops what no reconcile reads: bookkeeping, labels and the Job's pod
+/// template. Owner references stay: they map the Job to its Execution.
 pub fn slim_job(job: &mut Job) {
     job.managed_fields_mut().clear();
     job.annotations_mut().clear();
+    job.labels_mut().clear();
+    job.finalizers_mut().clear();
     job.spec = None;
 }
 
-/// Keeps what the status is derived from: identity, labels, phase, the
+/// Keeps what the status is derived from: identity, the two labels that tie
+/// it to its Execution and Job, phase, the
 /// scheduling condition and each container's state. The spec is the
 /// operator's own; images, IDs, addresses and resources are the kubelet's.
 pub fn slim_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     pod.annotations_mut().clear();
+    pod.labels_mut().retain(|key, _| key == EXECUTION_KEY || key == JOB_UID_LABEL);
+    pod.finalizers_mut().clear();
+    pod.metadata.generate_name = None;
     pod.metadata.owner_references = None;
     pod.spec = None;
     let Some(status) = pod.status.as_mut() else { return };
@@ -135,15 +142,29 @@ pub fn slim_pod(pod: &mut Pod) {
     status.resource_claim_statuses = None;
 }
 
-/// kubectl's copy of the whole object it applied: as large as the spec.
+/// Drops kubectl's copy of the whole object it applied (as large as the
+/// spec). Of a finished run only the TTL is read again, so its program and
+/// output go too: kept, they would be most of the store (two 64 KiB streams
+/// per run by default).
 pub fn slim_execution(execution: &mut Execution) {
     execution.managed_fields_mut().clear();
     execution.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+    let Some(status) = execution.status.as_mut().filter(|s| s.is_terminal()) else { return };
+    status.stdout = None;
+    status.stderr = None;
+    let spec = &mut execution.spec;
+    spec.source = None;
+    spec.stdin = None;
+    spec.args = Vec::new();
+    spec.env = Vec::new();
 }
 
+/// Only whether the object exists is read, and its owner (for the trigger).
 pub fn slim_meta<K>(object: &mut PartialObjectMeta<K>) {
     object.metadata.managed_fields = None;
     object.metadata.annotations = None;
+    object.metadata.labels = None;
+    object.metadata.finalizers = None;
 }
 
 /// Objects to reconcile for, from a reflected watch: each as it changes,
@@ -366,5 +387,46 @@ mod tests {
         assert!(p.metadata.managed_fields.as_ref().is_none_or(|m| m.is_empty()));
         assert_eq!(p.status.and_then(|s| s.phase).as_deref(), Some("Running"));
         assert_eq!(p.metadata.labels.and_then(|l| l.get(EXECUTION_KEY).cloned()).as_deref(), Some("run-1"));
+    }
+
+    #[test]
+    fn a_pod_keeps_only_the_labels_that_find_it() {
+        let mut p = pod("a", "run-1-x", "run-1");
+        p.labels_mut().insert(JOB_UID_LABEL.into(), "uid-1".into());
+        p.labels_mut().insert("job-name".into(), "sandrun-run-1".into());
+        p.finalizers_mut().push("batch.kubernetes.io/job-tracking".into());
+        slim_pod(&mut p);
+        let keys: Vec<&String> = p.labels().keys().collect();
+        assert_eq!(keys, [JOB_UID_LABEL, EXECUTION_KEY]);
+        assert!(p.finalizers().is_empty());
+    }
+
+    #[test]
+    fn a_finished_execution_keeps_only_what_its_expiry_reads() {
+        let spec: sandrun_crds::ExecutionSpec = serde_json::from_value(serde_json::json!({
+            "language": "python", "source": {"files": [{"path": "main.py", "content": "print(1)"}]},
+            "stdin": "x", "ttlSecondsAfterFinished": 60
+        }))
+        .unwrap();
+        let status = |phase| sandrun_crds::ExecutionStatus {
+            phase,
+            stdout: Some("1\n".into()),
+            completion_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default())),
+            ..Default::default()
+        };
+        let mut running = Execution::new("run-1", spec.clone());
+        running.status = Some(status(sandrun_crds::Phase::Running));
+        let before = running.clone();
+        slim_execution(&mut running);
+        assert_eq!(running.spec, before.spec, "a run in flight still needs its program");
+        assert_eq!(running.status, before.status);
+
+        let mut done = Execution::new("run-1", spec);
+        done.status = Some(status(sandrun_crds::Phase::Succeeded));
+        slim_execution(&mut done);
+        assert!(done.spec.source.is_none() && done.spec.stdin.is_none());
+        assert_eq!(done.spec.ttl_seconds_after_finished, Some(60));
+        let status = done.status.unwrap();
+        assert!(status.stdout.is_none() && status.is_terminal() && status.completion_time.is_some());
     }
 }
