@@ -110,9 +110,9 @@ pub fn slim_job(job: &mut Job) {
 }
 
 /// Keeps what the status is derived from: identity, the two labels that tie
-/// it to its Execution and Job, phase, the
-/// scheduling condition and each container's state. The spec is the
-/// operator's own; images, IDs, addresses and resources are the kubelet's.
+/// it to its Execution and Job, phase, the scheduling condition and each
+/// container's state. The spec is the operator's own; images, IDs,
+/// addresses and resources are the kubelet's.
 pub fn slim_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
     pod.annotations_mut().clear();
