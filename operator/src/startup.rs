@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -13,7 +12,7 @@ use tracing::info;
 
 use crate::config::OperatorConfig;
 use crate::error::{Error, Result};
-use crate::events::EventQueue;
+use crate::events::{EventQueue, Reporter};
 use crate::http::{router, HttpState};
 use crate::labels::FIELD_MANAGER;
 use crate::leader::{Election, Leadership};
@@ -68,7 +67,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let instance = std::env::var("POD_NAME").ok().or_else(hostname).unwrap_or_else(|| FIELD_MANAGER.to_owned());
-    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(instance.clone()) };
+    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: instance.clone() };
     let election = args.leader_elect.then(|| Election {
         lease_name: args.lease_name.clone(),
         namespace: args.lease_namespace.clone(),
@@ -78,7 +77,7 @@ pub async fn run(args: Args) -> Result<()> {
         lease_duration_seconds: args.lease_duration_seconds,
     });
     let (stores, writers) = Stores::new();
-    let events = EventQueue::start(Recorder::new(client.clone(), reporter), metrics.events_dropped.clone());
+    let events = EventQueue::start(client.clone(), reporter, metrics.events_dropped.clone());
     let ctx = Arc::new(Context { events, client: client.clone(), config, metrics, stores });
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)

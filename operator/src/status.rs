@@ -8,7 +8,7 @@ use sandrun_runner::{parse_frame, RunResult};
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
-use crate::text::apply_safe;
+use crate::text::{apply_safe, truncate_at_char};
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -36,11 +36,7 @@ pub fn fit_to_object_limit(status: &mut ExecutionStatus, spec_bytes: usize) {
         [(&mut status.stdout, &mut status.stdout_truncated), (&mut status.stderr, &mut status.stderr_truncated)]
     {
         if let Some(text) = text.as_mut().filter(|t| t.len() > per_stream) {
-            let mut end = per_stream;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
+            text.truncate(truncate_at_char(text, per_stream).len());
             *truncated = true;
         }
     }

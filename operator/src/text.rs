@@ -18,9 +18,29 @@ pub fn apply_safe(text: &str) -> String {
     }
 }
 
+/// The longest start of `text` within `max` bytes that ends on a character.
+pub fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuts_fall_between_characters() {
+        let cases = [("short", 10, "short"), ("exact", 5, "exact"), ("ab\u{e9}", 3, "ab"), ("\u{1f980}x", 2, "")];
+        for (text, max, want) in cases {
+            assert_eq!(truncate_at_char(text, max), want, "{text:?} to {max}");
+        }
+    }
 
     #[test]
     fn output_becomes_text_that_server_side_apply_accepts() {
