@@ -5,8 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{future, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -19,6 +18,7 @@ use tracing::{debug, warn};
 use crate::labels::{EXECUTION_KEY, MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::stores::{slim_execution, slim_job, slim_meta, slim_pod, triggers, Writers};
+use crate::views::{JobView, PodView};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -49,7 +49,7 @@ pub async fn run(
         .modify(slim_execution)
         .reflect(executions_writer);
     let jobs =
-        watcher(api::<Job>(&client, ns), managed.clone()).default_backoff().modify(slim_job).reflect(writers.jobs);
+        watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().modify(slim_job).reflect(writers.jobs);
     // Only to notice an inputs ConfigMap deleted before its pod started.
     let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
         .default_backoff()
@@ -58,7 +58,7 @@ pub async fn run(
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
     let index = ctx.stores.pods_by_execution.clone();
-    let pods = watcher(api::<Pod>(&client, ns), execution_pods)
+    let pods = watcher(api::<PodView>(&client, ns), execution_pods)
         .default_backoff()
         .modify(slim_pod)
         .inspect(move |event| {
@@ -76,7 +76,7 @@ pub async fn run(
     let controller = Controller::for_stream(triggers(execution_events), executions)
         .owns_stream(triggers(jobs))
         .owns_stream(triggers(config_maps))
-        .watches_stream(triggers(pods), |pod: Pod| {
+        .watches_stream(triggers(pods), |pod: PodView| {
             let name = pod.labels().get(EXECUTION_KEY)?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })

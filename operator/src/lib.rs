@@ -21,3 +21,4 @@ pub mod status;
 pub mod stores;
 pub mod text;
 pub mod validate;
+pub mod views;

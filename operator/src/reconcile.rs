@@ -28,6 +28,7 @@ use crate::objects;
 use crate::status::{self, Frame, Observed};
 use crate::stores::Stores;
 use crate::validate;
+use crate::views::{JobView, PodView};
 
 /// Enough for two 256 KiB streams even if every byte needed a JSON escape.
 const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
@@ -86,7 +87,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Some(job) => Some(job),
         // The Job this operator just made may not have come back through
         // the watch yet; ask before concluding someone deleted it.
-        None if previous.job_name.is_some() => jobs
+        None if previous.job_name.is_some() => Api::<JobView>::namespaced(ctx.client.clone(), &namespace)
             .get_opt(&child)
             .await
             .map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?
@@ -162,16 +163,17 @@ async fn create_children(
     ctx: &Context,
     namespace: &str,
     program: &validate::Program,
-) -> Result<Job> {
+) -> Result<JobView> {
     let policy = objects::deny_all_network_policy(namespace);
     if !policy_in_place(&ctx.stores, namespace, &policy) {
-        apply(ctx, namespace, &policy).await?;
+        apply::<_, NetworkPolicy>(ctx, namespace, &policy).await?;
     }
     // Both at once: the pod needs its inputs only when the kubelet mounts
     // them, long after both writes have landed.
     let config_map = objects::config_map(execution, namespace);
     let job = objects::job(execution, namespace, program, &ctx.config);
-    match futures::join!(apply(ctx, namespace, &config_map), apply(ctx, namespace, &job)) {
+    let applied = futures::join!(apply::<_, ConfigMap>(ctx, namespace, &config_map), apply(ctx, namespace, &job));
+    match applied {
         (Ok(_), Ok(job)) => Ok(job),
         (Err(error), Ok(job)) => {
             // No pod may wait for inputs that never come; the retry makes both.
@@ -206,34 +208,35 @@ async fn restore_inputs(execution: &Execution, ctx: &Context, namespace: &str) -
         .is_none()
     {
         warn!(configmap = name, "inputs ConfigMap is gone before the pod started; applying it again");
-        apply(ctx, namespace, &wanted).await?;
+        apply::<_, ConfigMap>(ctx, namespace, &wanted).await?;
         publish(ctx, execution, EventType::Warning, "InputsRestored", format!("re-created ConfigMap {name}"));
     }
     Ok(())
 }
 
-async fn apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K>
+/// Server-side applies `object`, reading the answer as `R`: the object's
+/// own type, or a view of it when only a few fields are kept.
+async fn apply<K, R>(ctx: &Context, namespace: &str, object: &K) -> Result<R>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + k8s_openapi::Resource
+    K: Resource + k8s_openapi::Resource + Serialize + std::fmt::Debug,
+    R: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
-        + Serialize
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<R> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
         .await
         .map_err(|source| Error::Apply { kind: K::KIND, name, source })
 }
 
-fn owned_by(job: &Job, execution: &Execution) -> bool {
+fn owned_by(job: &JobView, execution: &Execution) -> bool {
     let uid = execution.uid();
     job.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
 }
 
-async fn read_frame(ctx: &Context, namespace: &str, pod: &Pod) -> Result<Frame> {
+async fn read_frame(ctx: &Context, namespace: &str, pod: &PodView) -> Result<Frame> {
     if let Some(result) = status::frame_in_message(pod) {
         ctx.metrics.results_read.get_or_create(&SourceLabels { source: "termination-message" }).inc();
         return Ok(Frame::Parsed(result));

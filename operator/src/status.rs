@@ -1,7 +1,7 @@
 //! Job and pod state (plus the runner's frame) → Execution status. Pure.
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
+use k8s_openapi::api::batch::v1::JobCondition;
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase};
 use sandrun_runner::{parse_frame, RunResult};
@@ -9,6 +9,7 @@ use sandrun_runner::{parse_frame, RunResult};
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
 use crate::text::{apply_safe, truncate_at_char};
+use crate::views::{JobView, PodView};
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -60,8 +61,8 @@ pub enum Frame {
 
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
-    pub job: Option<&'a Job>,
-    pub pod: Option<&'a Pod>,
+    pub job: Option<&'a JobView>,
+    pub pod: Option<&'a PodView>,
     /// Read once the run container has terminated; `None` before that.
     pub frame: Option<Frame>,
     /// An earlier reconcile created the Job (so its absence means deletion).
@@ -153,7 +154,7 @@ fn progress(execution: &Execution, observed: &Observed, now: &Time) -> Execution
     pending(observed.pod, run.as_ref().or(install.as_ref()))
 }
 
-fn pending(pod: Option<&Pod>, state: Option<&ContainerState>) -> ExecutionStatus {
+fn pending(pod: Option<&PodView>, state: Option<&ContainerState>) -> ExecutionStatus {
     let unschedulable = pod
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.conditions.as_ref())
@@ -174,7 +175,7 @@ fn pending(pod: Option<&Pod>, state: Option<&ContainerState>) -> ExecutionStatus
 }
 
 /// The kubelet's reason for evicting the pod, if it did.
-fn eviction(pod: Option<&Pod>) -> Option<String> {
+fn eviction(pod: Option<&PodView>) -> Option<String> {
     let status = pod?.status.as_ref()?;
     (status.reason.as_deref() == Some("Evicted")).then(|| status.message.clone().unwrap_or_default())
 }
@@ -263,7 +264,7 @@ fn finished(
 /// the workspace size.
 const SIGXFSZ: i32 = 25;
 
-fn job_failure(job: &Job) -> Option<&JobCondition> {
+fn job_failure(job: &JobView) -> Option<&JobCondition> {
     job.status
         .as_ref()?
         .conditions
@@ -304,7 +305,7 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
 /// Whether a pod may still have to mount the inputs ConfigMap: until it
 /// leaves Pending, a ConfigMap deleted by hand holds it in ContainerCreating.
 /// Before there is a pod nothing waits; its arrival brings another look.
-pub fn awaits_inputs(pod: Option<&Pod>) -> bool {
+pub fn awaits_inputs(pod: Option<&PodView>) -> bool {
     pod.is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|phase| phase == "Pending"))
 }
 
@@ -317,17 +318,17 @@ pub fn worth_writing(previous: &ExecutionStatus, next: &ExecutionStatus) -> bool
 
 /// The runner's frame from the run container's termination message, when it
 /// fit there; otherwise it has to be read from the log.
-pub fn frame_in_message(pod: &Pod) -> Option<RunResult> {
+pub fn frame_in_message(pod: &PodView) -> Option<RunResult> {
     let state = container_state(pod, RUN_CONTAINER, false)?;
     parse_frame(state.terminated?.message.as_deref()?)?.ok()
 }
 
 /// Whether the run container has ended, so the runner's frame can be read.
-pub fn run_terminated(pod: &Pod) -> bool {
+pub fn run_terminated(pod: &PodView) -> bool {
     container_state(pod, RUN_CONTAINER, false).is_some_and(|s| s.terminated.is_some())
 }
 
-fn container_state(pod: &Pod, name: &str, init: bool) -> Option<ContainerState> {
+fn container_state(pod: &PodView, name: &str, init: bool) -> Option<ContainerState> {
     let status = pod.status.as_ref()?;
     let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
     list?.iter().find(|c| c.name == name)?.state.clone()

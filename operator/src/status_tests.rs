@@ -4,9 +4,9 @@ use sandrun_crds::{ExecutionSpec, Limits};
 use serde_json::json;
 
 /// name, pod, frame, expected phase, reason, exit code
-type RunCase = (&'static str, Pod, Option<Frame>, Phase, &'static str, Option<i32>);
+type RunCase = (&'static str, PodView, Option<Frame>, Phase, &'static str, Option<i32>);
 /// name, job, pod, expected phase, reason
-type StateCase<'a> = (&'static str, Option<&'a Job>, Option<&'a Pod>, Phase, &'static str);
+type StateCase<'a> = (&'static str, Option<&'a JobView>, Option<&'a PodView>, Phase, &'static str);
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
@@ -24,16 +24,16 @@ fn execution() -> Execution {
     e
 }
 
-fn job(conditions: serde_json::Value) -> Job {
+fn job(conditions: serde_json::Value) -> JobView {
     serde_json::from_value(json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}))
         .unwrap()
 }
 
-fn pod(status: serde_json::Value) -> Pod {
+fn pod(status: serde_json::Value) -> PodView {
     serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status})).unwrap()
 }
 
-fn run_terminated(exit_code: i32, reason: &str) -> Pod {
+fn run_terminated(exit_code: i32, reason: &str) -> PodView {
     pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": reason,
             "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
@@ -51,7 +51,7 @@ fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
     Some(Frame::Parsed(r))
 }
 
-fn derive_with(job: Option<&Job>, pod: Option<&Pod>, frame: Option<Frame>) -> ExecutionStatus {
+fn derive_with(job: Option<&JobView>, pod: Option<&PodView>, frame: Option<Frame>) -> ExecutionStatus {
     derive(&execution(), &Observed { job, pod, frame, job_was_created: true }, &now())
 }
 

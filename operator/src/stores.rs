@@ -8,8 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::{future, stream, Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -19,6 +18,7 @@ use sandrun_crds::Execution;
 
 use crate::error::Error;
 use crate::labels::EXECUTION_KEY;
+use crate::views::{JobView, PodView};
 
 /// The Job controller's label tying a pod to its Job.
 pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -26,8 +26,8 @@ pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 /// Read side, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
-    pub jobs: Store<Job>,
-    pub pods: Store<Pod>,
+    pub jobs: Store<JobView>,
+    pub pods: Store<PodView>,
     pub pods_by_execution: PodIndex,
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub policies: Store<NetworkPolicy>,
@@ -35,8 +35,8 @@ pub struct Stores {
 
 /// Write side, fed by the controller's watch streams.
 pub struct Writers {
-    pub jobs: reflector::store::Writer<Job>,
-    pub pods: reflector::store::Writer<Pod>,
+    pub jobs: reflector::store::Writer<JobView>,
+    pub pods: reflector::store::Writer<PodView>,
     pub config_maps: reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
     pub policies: reflector::store::Writer<NetworkPolicy>,
 }
@@ -75,7 +75,7 @@ impl Stores {
         }
     }
 
-    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<JobView>> {
         self.jobs.get(&ObjectRef::new(name).within(namespace))
     }
 
@@ -88,7 +88,7 @@ impl Stores {
     }
 
     /// The newest pod of `job`, found through the index rather than a scan.
-    pub fn newest_pod(&self, namespace: &str, execution: &str, job: &Job) -> Option<Arc<Pod>> {
+    pub fn newest_pod(&self, namespace: &str, execution: &str, job: &JobView) -> Option<Arc<PodView>> {
         let uid = job.uid()?;
         self.pods_by_execution
             .pods_of(namespace, execution)
@@ -99,47 +99,28 @@ impl Stores {
     }
 }
 
-/// Drops what no reconcile reads: bookkeeping, labels and the Job's pod
-/// template. Owner references stay: they map the Job to its Execution.
-pub fn slim_job(job: &mut Job) {
+/// Drops what no reconcile reads: bookkeeping and labels. Owner references
+/// stay: they map the Job to its Execution.
+pub fn slim_job(job: &mut JobView) {
     job.managed_fields_mut().clear();
     job.annotations_mut().clear();
     job.labels_mut().clear();
     job.finalizers_mut().clear();
-    job.spec = None;
 }
 
-/// Keeps what the status is derived from: identity, the two labels that tie
-/// it to its Execution and Job, phase, the scheduling condition and each
-/// container's state. The spec is the operator's own; images, IDs,
-/// addresses and resources are the kubelet's.
-pub fn slim_pod(pod: &mut Pod) {
+/// Keeps what the status is derived from (the view holds nothing else)
+/// and, of the metadata, identity and the two labels that tie the pod to
+/// its Execution and Job. Of the conditions only scheduling is read.
+pub fn slim_pod(pod: &mut PodView) {
     pod.managed_fields_mut().clear();
     pod.annotations_mut().clear();
     pod.labels_mut().retain(|key, _| key == EXECUTION_KEY || key == JOB_UID_LABEL);
     pod.finalizers_mut().clear();
     pod.metadata.generate_name = None;
     pod.metadata.owner_references = None;
-    pod.spec = None;
-    let Some(status) = pod.status.as_mut() else { return };
-    if let Some(conditions) = status.conditions.as_mut() {
+    if let Some(conditions) = pod.status.as_mut().and_then(|s| s.conditions.as_mut()) {
         conditions.retain(|c| c.type_ == "PodScheduled");
     }
-    for statuses in [&mut status.container_statuses, &mut status.init_container_statuses].into_iter().flatten() {
-        for container in statuses.iter_mut() {
-            *container = ContainerStatus {
-                name: std::mem::take(&mut container.name),
-                state: container.state.take(),
-                ..Default::default()
-            };
-        }
-    }
-    status.ephemeral_container_statuses = None;
-    status.host_ip = None;
-    status.host_ips = None;
-    status.pod_ip = None;
-    status.pod_ips = None;
-    status.resource_claim_statuses = None;
 }
 
 /// Drops kubectl's copy of the whole object it applied (as large as the
@@ -210,13 +191,13 @@ struct IndexState {
     relisting: Option<HashMap<ExecutionKey, BTreeSet<String>>>,
 }
 
-fn key_of(pod: &Pod) -> Option<(ExecutionKey, String)> {
+fn key_of(pod: &PodView) -> Option<(ExecutionKey, String)> {
     let execution = pod.labels().get(EXECUTION_KEY)?.clone();
     Some(((pod.namespace()?, execution), pod.metadata.name.clone()?))
 }
 
 impl PodIndex {
-    pub fn apply(&self, event: &Event<Pod>) {
+    pub fn apply(&self, event: &Event<PodView>) {
         let Ok(mut state) = self.0.write() else { return };
         match event {
             Event::Init => state.relisting = Some(HashMap::new()),
@@ -272,8 +253,8 @@ mod tests {
     use super::*;
     use kube::api::ObjectMeta;
 
-    fn pod(namespace: &str, name: &str, execution: &str) -> Pod {
-        Pod {
+    fn pod(namespace: &str, name: &str, execution: &str) -> PodView {
+        PodView {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(namespace.into()),
@@ -353,39 +334,24 @@ mod tests {
 
     #[test]
     fn slimming_keeps_what_status_derivation_reads() {
-        let mut p = pod("a", "run-1-x", "run-1");
-        p.metadata.managed_fields = Some(vec![Default::default()]);
-        p.spec = Some(Default::default());
-        let statuses: Vec<ContainerStatus> = serde_json::from_value(serde_json::json!([{
-            "name": "run", "image": "python", "imageID": "sha256:x", "ready": true, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}
-        }]))
+        let mut p: PodView = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "run-1-x", "namespace": "a", "labels": {EXECUTION_KEY: "run-1"},
+                "managedFields": [{"manager": "kubelet"}]},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+            ], "containerStatuses": [{"name": "run", "state": {"terminated": {"exitCode": 0}}}]}
+        }))
         .unwrap();
-        let conditions = serde_json::from_value(serde_json::json!([
-            {"type": "Ready", "status": "True"},
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
-        ]))
-        .unwrap();
-        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: Some("Running".into()),
-            container_statuses: Some(statuses),
-            conditions: Some(conditions),
-            pod_ip: Some("10.0.0.1".into()),
-            ..Default::default()
-        });
         slim_pod(&mut p);
-        assert!(p.spec.is_none());
         let status = p.status.clone().unwrap();
         let run = &status.container_statuses.unwrap()[0];
-        assert_eq!(run.name, "run");
         assert_eq!(run.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(0));
-        assert!(run.image.is_empty() && run.image_id.is_empty());
         let conditions = status.conditions.unwrap();
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].reason.as_deref(), Some("Unschedulable"));
-        assert!(status.pod_ip.is_none());
         assert!(p.metadata.managed_fields.as_ref().is_none_or(|m| m.is_empty()));
-        assert_eq!(p.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+        assert_eq!(status.phase.as_deref(), Some("Running"));
         assert_eq!(p.metadata.labels.and_then(|l| l.get(EXECUTION_KEY).cloned()).as_deref(), Some("run-1"));
     }
 
