@@ -15,9 +15,9 @@ use kube::{Api, Client, ResourceExt};
 use sandrun_crds::Execution;
 use tracing::{debug, warn};
 
-use crate::labels::{EXECUTION_KEY, MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
+use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
-use crate::stores::{slim_execution, slim_job, slim_meta, slim_pod, triggers, Writers};
+use crate::stores::{slim_execution, slim_job, slim_pod, triggers, Writers};
 use crate::views::{JobView, PodView};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -50,11 +50,17 @@ pub async fn run(
         .reflect(executions_writer);
     let jobs =
         watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().modify(slim_job).reflect(writers.jobs);
-    // Only to notice an inputs ConfigMap deleted before its pod started.
-    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
-        .default_backoff()
-        .modify(slim_meta)
-        .reflect(writers.config_maps);
+    // Only to notice an inputs ConfigMap deleted before its pod started, so
+    // only names are kept (and only metadata is watched).
+    let config_maps =
+        watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone()).default_backoff().inspect({
+            let names = ctx.stores.config_maps.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    names.apply(event);
+                }
+            }
+        });
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
     let index = ctx.stores.pods_by_execution.clone();
@@ -77,7 +83,7 @@ pub async fn run(
         .owns_stream(triggers(jobs))
         .owns_stream(triggers(config_maps))
         .watches_stream(triggers(pods), |pod: PodView| {
-            let name = pod.labels().get(EXECUTION_KEY)?.clone();
+            let name = pod.execution()?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })
         .with_config(controller::Config::default().concurrency(concurrency))

@@ -13,6 +13,7 @@ pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod name_set;
 pub mod objects;
 pub mod quantity;
 pub mod reconcile;

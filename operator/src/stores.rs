@@ -8,20 +8,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::{future, stream, Stream, StreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::ResourceExt;
-use sandrun_crds::Execution;
+use sandrun_crds::{Execution, ExecutionStatus};
 
 use crate::error::Error;
-use crate::labels::EXECUTION_KEY;
+use crate::name_set::NameSet;
 use crate::views::{JobView, PodView};
-
-/// The Job controller's label tying a pod to its Job.
-pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 
 /// Read side, shared by every reconcile.
 #[derive(Clone)]
@@ -29,7 +24,7 @@ pub struct Stores {
     pub jobs: Store<JobView>,
     pub pods: Store<PodView>,
     pub pods_by_execution: PodIndex,
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub config_maps: NameSet,
     pub policies: Store<NetworkPolicy>,
 }
 
@@ -37,7 +32,6 @@ pub struct Stores {
 pub struct Writers {
     pub jobs: reflector::store::Writer<JobView>,
     pub pods: reflector::store::Writer<PodView>,
-    pub config_maps: reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
     pub policies: reflector::store::Writer<NetworkPolicy>,
 }
 
@@ -45,15 +39,10 @@ impl Stores {
     pub fn new() -> (Self, Writers) {
         let (jobs, jobs_writer) = reflector::store();
         let (pods, pods_writer) = reflector::store();
-        let (config_maps, config_maps_writer) = reflector::store();
         let (policies, policies_writer) = reflector::store();
-        let stores = Self { jobs, pods, pods_by_execution: PodIndex::default(), config_maps, policies };
-        let writers = Writers {
-            jobs: jobs_writer,
-            pods: pods_writer,
-            config_maps: config_maps_writer,
-            policies: policies_writer,
-        };
+        let stores =
+            Self { jobs, pods, pods_by_execution: PodIndex::default(), config_maps: NameSet::default(), policies };
+        let writers = Writers { jobs: jobs_writer, pods: pods_writer, policies: policies_writer };
         (stores, writers)
     }
 
@@ -70,7 +59,7 @@ impl Stores {
             )
         };
         match tokio::time::timeout(within, all).await {
-            Ok((Ok(()), Ok(()), Ok(()), Ok(()))) => Ok(()),
+            Ok((Ok(()), Ok(()), (), Ok(()))) => Ok(()),
             _ => Err(Error::StoresNotReady),
         }
     }
@@ -80,7 +69,7 @@ impl Stores {
     }
 
     pub fn config_map_exists(&self, namespace: &str, name: &str) -> bool {
-        self.config_maps.get(&ObjectRef::new(name).within(namespace)).is_some()
+        self.config_maps.contains(namespace, name)
     }
 
     pub fn policy(&self, namespace: &str, name: &str) -> Option<Arc<NetworkPolicy>> {
@@ -94,7 +83,7 @@ impl Stores {
             .pods_of(namespace, execution)
             .into_iter()
             .filter_map(|name| self.pods.get(&ObjectRef::new(&name).within(namespace)))
-            .filter(|pod| pod.labels().get(JOB_UID_LABEL) == Some(&uid))
+            .filter(|pod| pod.job_uid() == Some(&uid))
             .max_by_key(|pod| pod.creation_timestamp().map(|t| t.0))
     }
 }
@@ -114,7 +103,7 @@ pub fn slim_job(job: &mut JobView) {
 pub fn slim_pod(pod: &mut PodView) {
     pod.managed_fields_mut().clear();
     pod.annotations_mut().clear();
-    pod.labels_mut().retain(|key, _| key == EXECUTION_KEY || key == JOB_UID_LABEL);
+    pod.keep_only_read_labels();
     pod.finalizers_mut().clear();
     pod.metadata.generate_name = None;
     pod.metadata.owner_references = None;
@@ -124,28 +113,27 @@ pub fn slim_pod(pod: &mut PodView) {
 }
 
 /// Drops kubectl's copy of the whole object it applied (as large as the
-/// spec). Of a finished run only the TTL is read again, so its program and
-/// output go too: kept, they would be most of the store (two 64 KiB streams
-/// per run by default).
+/// spec). Of a finished run only the TTL and completion time are read
+/// again, so its program, output and conditions go too: kept, they would
+/// be most of the store (two 64 KiB streams per run by default).
 pub fn slim_execution(execution: &mut Execution) {
     execution.managed_fields_mut().clear();
     execution.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
     let Some(status) = execution.status.as_mut().filter(|s| s.is_terminal()) else { return };
-    status.stdout = None;
-    status.stderr = None;
+    // Phase, reason and completion time stay: what `kubectl`-less readers
+    // of this store (metrics, logs) would want, and all that expiry reads.
+    *status = ExecutionStatus {
+        phase: status.phase,
+        reason: status.reason.take(),
+        completion_time: status.completion_time.take(),
+        observed_generation: status.observed_generation,
+        ..Default::default()
+    };
     let spec = &mut execution.spec;
     spec.source = None;
     spec.stdin = None;
     spec.args = Vec::new();
     spec.env = Vec::new();
-}
-
-/// Only whether the object exists is read, and its owner (for the trigger).
-pub fn slim_meta<K>(object: &mut PartialObjectMeta<K>) {
-    object.metadata.managed_fields = None;
-    object.metadata.annotations = None;
-    object.metadata.labels = None;
-    object.metadata.finalizers = None;
 }
 
 /// Objects to reconcile for, from a reflected watch: each as it changes,
@@ -192,7 +180,7 @@ struct IndexState {
 }
 
 fn key_of(pod: &PodView) -> Option<(ExecutionKey, String)> {
-    let execution = pod.labels().get(EXECUTION_KEY)?.clone();
+    let execution = pod.execution()?.clone();
     Some(((pod.namespace()?, execution), pod.metadata.name.clone()?))
 }
 
@@ -251,6 +239,8 @@ impl PodIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::EXECUTION_KEY;
+    use crate::views::JOB_UID_LABEL;
     use kube::api::ObjectMeta;
 
     fn pod(namespace: &str, name: &str, execution: &str) -> PodView {
@@ -352,7 +342,7 @@ mod tests {
         assert_eq!(conditions[0].reason.as_deref(), Some("Unschedulable"));
         assert!(p.metadata.managed_fields.as_ref().is_none_or(|m| m.is_empty()));
         assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert_eq!(p.metadata.labels.and_then(|l| l.get(EXECUTION_KEY).cloned()).as_deref(), Some("run-1"));
+        assert_eq!(p.execution().map(String::as_str), Some("run-1"));
     }
 
     #[test]
@@ -362,8 +352,9 @@ mod tests {
         p.labels_mut().insert("job-name".into(), "sandrun-run-1".into());
         p.finalizers_mut().push("batch.kubernetes.io/job-tracking".into());
         slim_pod(&mut p);
-        let keys: Vec<&String> = p.labels().keys().collect();
-        assert_eq!(keys, [JOB_UID_LABEL, EXECUTION_KEY]);
+        assert!(p.labels().is_empty());
+        assert_eq!(p.execution().map(String::as_str), Some("run-1"));
+        assert_eq!(p.job_uid().map(String::as_str), Some("uid-1"));
         assert!(p.finalizers().is_empty());
     }
 
@@ -377,6 +368,11 @@ mod tests {
         let status = |phase| sandrun_crds::ExecutionStatus {
             phase,
             stdout: Some("1\n".into()),
+            conditions: serde_json::from_value(serde_json::json!([
+                {"type": "Complete", "status": "True", "reason": "Completed", "message": "",
+                 "lastTransitionTime": "2027-01-15T08:00:00Z"}
+            ]))
+            .unwrap(),
             completion_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default())),
             ..Default::default()
         };
@@ -394,5 +390,6 @@ mod tests {
         assert_eq!(done.spec.ttl_seconds_after_finished, Some(60));
         let status = done.status.unwrap();
         assert!(status.stdout.is_none() && status.is_terminal() && status.completion_time.is_some());
+        assert!(status.conditions.is_empty());
     }
 }

@@ -8,8 +8,13 @@
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::{ContainerState, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use serde::Deserialize;
+
+use crate::labels::EXECUTION_KEY;
+
+/// The Job controller's label tying a pod to its Job.
+pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 
 #[derive(Resource, Deserialize, Clone, Debug, Default)]
 #[resource(inherit = Job)]
@@ -28,6 +33,31 @@ pub struct JobViewStatus {
 pub struct PodView {
     pub metadata: ObjectMeta,
     pub status: Option<PodViewStatus>,
+    /// The two labels that are read, moved out of `metadata.labels` when
+    /// the pod is stored: a label map costs more than the rest of a pod.
+    #[serde(skip)]
+    pub execution: Option<String>,
+    #[serde(skip)]
+    pub job_uid: Option<String>,
+}
+
+impl PodView {
+    /// The Execution the pod runs for.
+    pub fn execution(&self) -> Option<&String> {
+        self.execution.as_ref().or_else(|| self.labels().get(EXECUTION_KEY))
+    }
+
+    /// The uid of the Job that made the pod.
+    pub fn job_uid(&self) -> Option<&String> {
+        self.job_uid.as_ref().or_else(|| self.labels().get(JOB_UID_LABEL))
+    }
+
+    /// Moves the labels that are read into their fields and drops the rest.
+    pub fn keep_only_read_labels(&mut self) {
+        let mut labels = self.metadata.labels.take().unwrap_or_default();
+        self.execution = self.execution.take().or_else(|| labels.remove(EXECUTION_KEY));
+        self.job_uid = self.job_uid.take().or_else(|| labels.remove(JOB_UID_LABEL));
+    }
 }
 
 #[derive(Deserialize, Clone, Debug, Default)]
