@@ -92,6 +92,8 @@ pub async fn run(
         .for_each(|outcome| async move {
             match outcome {
                 Ok((object, action)) => debug!(%object, ?action, "reconciled"),
+                // A child's event after its Execution was deleted: nothing to do.
+                Err(error @ controller::Error::ObjectNotFound(_)) => debug!(%error, "controller"),
                 Err(error) => warn!(%error, "controller"),
             }
         });
