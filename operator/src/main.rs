@@ -2,11 +2,6 @@ use clap::Parser;
 use sandrun_operator::startup::{run, Args};
 use sandrun_telemetry::init_logging;
 
-/// See the workspace's `mimalloc` entry: the stores' long-lived objects sit
-/// between the watch events' short-lived ones, which fragmented glibc's heap.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
