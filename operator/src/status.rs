@@ -49,7 +49,8 @@ pub fn leaves_stuck_pod(status: &ExecutionStatus) -> bool {
     status.is_terminal() && status.reason.as_deref().is_some_and(|r| FATAL_WAITING.contains(&r))
 }
 
-/// What the runner left in the run container's log.
+/// What the runner left: in the run container's termination message, or
+/// (when it did not fit there) in its log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Parsed(RunResult),
