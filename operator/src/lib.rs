@@ -17,6 +17,7 @@ pub mod name_set;
 pub mod objects;
 pub mod quantity;
 pub mod reconcile;
+pub mod relisted;
 pub mod startup;
 pub mod status;
 pub mod stores;

@@ -10,28 +10,22 @@ use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use tokio::sync::watch;
 
+use crate::relisted::{Relisted, Watched};
+
 type Key = (String, String);
 
 #[derive(Clone)]
 pub struct NameSet(Arc<Inner>);
 
 struct Inner {
-    state: RwLock<State>,
+    names: RwLock<Relisted<HashSet<Key>>>,
     /// True once a first list has been seen whole.
     listed: watch::Sender<bool>,
 }
 
-#[derive(Default)]
-struct State {
-    live: HashSet<Key>,
-    /// Filled during a re-list and swapped in when it is done, so a re-list
-    /// drops names deleted while the watch was down.
-    relisting: Option<HashSet<Key>>,
-}
-
 impl Default for NameSet {
     fn default() -> Self {
-        Self(Arc::new(Inner { state: RwLock::default(), listed: watch::Sender::new(false) }))
+        Self(Arc::new(Inner { names: RwLock::default(), listed: watch::Sender::new(false) }))
     }
 }
 
@@ -39,37 +33,28 @@ fn key_of(object: &impl ResourceExt) -> Option<Key> {
     Some((object.namespace()?, object.meta().name.clone()?))
 }
 
+impl<K: ResourceExt> Watched<K> for HashSet<Key> {
+    fn add(&mut self, object: &K) {
+        self.extend(key_of(object));
+    }
+
+    fn remove(&mut self, object: &K) {
+        if let Some(key) = key_of(object) {
+            HashSet::remove(self, &key);
+        }
+    }
+}
+
 impl NameSet {
     pub fn apply<K: ResourceExt>(&self, event: &Event<K>) {
-        let Ok(mut state) = self.0.state.write() else { return };
-        match event {
-            Event::Init => state.relisting = Some(HashSet::new()),
-            Event::InitApply(object) => {
-                if let (Some(relisting), Some(key)) = (state.relisting.as_mut(), key_of(object)) {
-                    relisting.insert(key);
-                }
-            }
-            Event::InitDone => {
-                if let Some(relisted) = state.relisting.take() {
-                    state.live = relisted;
-                }
-                self.0.listed.send_replace(true);
-            }
-            Event::Apply(object) => {
-                if let Some(key) = key_of(object) {
-                    state.live.insert(key);
-                }
-            }
-            Event::Delete(object) => {
-                if let Some(key) = key_of(object) {
-                    state.live.remove(&key);
-                }
-            }
+        let Ok(mut names) = self.0.names.write() else { return };
+        if names.apply(event) {
+            self.0.listed.send_replace(true);
         }
     }
 
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
-        self.0.state.read().is_ok_and(|state| state.live.contains(&(namespace.to_owned(), name.to_owned())))
+        self.0.names.read().is_ok_and(|names| names.live().contains(&(namespace.to_owned(), name.to_owned())))
     }
 
     /// Resolves once the watch has listed everything once.

@@ -16,6 +16,7 @@ use sandrun_crds::{Execution, ExecutionStatus};
 
 use crate::error::Error;
 use crate::name_set::NameSet;
+use crate::relisted::{Relisted, Watched};
 use crate::views::{JobView, PodView};
 
 /// Read side, shared by every reconcile.
@@ -169,58 +170,46 @@ type ExecutionKey = (String, String);
 
 /// Pod names by (namespace, Execution), kept from the pod watch's events.
 #[derive(Clone, Default)]
-pub struct PodIndex(Arc<RwLock<IndexState>>);
+pub struct PodIndex(Arc<RwLock<Relisted<PodsByExecution>>>);
 
 #[derive(Default)]
-struct IndexState {
-    live: HashMap<ExecutionKey, BTreeSet<String>>,
-    /// Filled during a re-list and swapped in when it is done, as the
-    /// reflector does, so a re-list drops pods deleted while disconnected.
-    relisting: Option<HashMap<ExecutionKey, BTreeSet<String>>>,
-}
+struct PodsByExecution(HashMap<ExecutionKey, BTreeSet<String>>);
 
 fn key_of(pod: &PodView) -> Option<(ExecutionKey, String)> {
     let execution = pod.execution()?.clone();
     Some(((pod.namespace()?, execution), pod.metadata.name.clone()?))
 }
 
+impl Watched<PodView> for PodsByExecution {
+    fn add(&mut self, pod: &PodView) {
+        if let Some((key, name)) = key_of(pod) {
+            self.0.entry(key).or_default().insert(name);
+        }
+    }
+
+    fn remove(&mut self, pod: &PodView) {
+        let Some((key, name)) = key_of(pod) else { return };
+        if let Some(names) = self.0.get_mut(&key) {
+            names.remove(&name);
+            if names.is_empty() {
+                self.0.remove(&key);
+            }
+        }
+    }
+}
+
 impl PodIndex {
     pub fn apply(&self, event: &Event<PodView>) {
-        let Ok(mut state) = self.0.write() else { return };
-        match event {
-            Event::Init => state.relisting = Some(HashMap::new()),
-            Event::InitApply(pod) => {
-                if let (Some(relisting), Some((key, name))) = (state.relisting.as_mut(), key_of(pod)) {
-                    relisting.entry(key).or_default().insert(name);
-                }
-            }
-            Event::InitDone => {
-                if let Some(relisted) = state.relisting.take() {
-                    state.live = relisted;
-                }
-            }
-            Event::Apply(pod) => {
-                if let Some((key, name)) = key_of(pod) {
-                    state.live.entry(key).or_default().insert(name);
-                }
-            }
-            Event::Delete(pod) => {
-                if let Some((key, name)) = key_of(pod) {
-                    if let Some(names) = state.live.get_mut(&key) {
-                        names.remove(&name);
-                        if names.is_empty() {
-                            state.live.remove(&key);
-                        }
-                    }
-                }
-            }
+        if let Ok(mut index) = self.0.write() {
+            index.apply(event);
         }
     }
 
     pub fn pods_of(&self, namespace: &str, execution: &str) -> Vec<String> {
-        let Ok(state) = self.0.read() else { return Vec::new() };
-        state
-            .live
+        let Ok(index) = self.0.read() else { return Vec::new() };
+        index
+            .live()
+            .0
             .get(&(namespace.to_owned(), execution.to_owned()))
             .map(|names| names.iter().cloned().collect())
             .unwrap_or_default()
@@ -228,7 +217,7 @@ impl PodIndex {
 
     /// Executions with at least one pod known.
     pub fn len(&self) -> usize {
-        self.0.read().map(|state| state.live.len()).unwrap_or(0)
+        self.0.read().map(|index| index.live().0.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
