@@ -48,6 +48,10 @@ pub struct Options {
     /// Give up on one measurement after this long.
     #[arg(long, default_value_t = 1800)]
     pub timeout_seconds: u64,
+    /// Measure sandrun alone: for iterating on the operator, not for figures
+    /// to report (those stand beside their baseline).
+    #[arg(long)]
+    pub without_baseline: bool,
 }
 
 struct Measurement {
@@ -78,13 +82,21 @@ pub async fn run(client: &Client, options: &Options) -> Result<()> {
 async fn measure_all(client: &Client, options: &Options) -> Result<()> {
     let id = run_id();
     for &count in &options.counts {
-        let namespace = format!("bench-{id}-jobs-{count}");
-        let baseline = measure(client, &namespace, count, options, Kind::Jobs).await?;
-        cleanup(client, &namespace).await?;
+        let baseline = if options.without_baseline {
+            None
+        } else {
+            let namespace = format!("bench-{id}-jobs-{count}");
+            let baseline = measure(client, &namespace, count, options, Kind::Jobs).await?;
+            cleanup(client, &namespace).await?;
+            Some(baseline)
+        };
         let namespace = format!("bench-{id}-executions-{count}");
         let sandrun = measure(client, &namespace, count, options, Kind::Executions).await?;
         cleanup(client, &namespace).await?;
-        report(&sandrun, &baseline);
+        match baseline {
+            Some(baseline) => report(&sandrun, &baseline),
+            None => report_alone(&sandrun),
+        }
     }
     Ok(())
 }
@@ -128,6 +140,19 @@ fn report(sandrun: &Measurement, baseline: &Measurement) {
             sandrun.count, baseline.count
         ),
         &rows,
+    );
+}
+
+fn report_alone(sandrun: &Measurement) {
+    let cpu = sandrun.cpu.iter().map(|(name, s)| format!("{name} {s:.0}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "\n{} Executions (no baseline): {:.0}/s, all finished after {:.1} s, operator peak RSS {:.1} MiB, \
+         {} not succeeded; CPU s: {cpu}",
+        sandrun.count,
+        sandrun.rate(),
+        sandrun.finished_in.as_secs_f64(),
+        sandrun.peak_rss_mib,
+        sandrun.failed
     );
 }
 

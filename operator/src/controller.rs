@@ -15,6 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use sandrun_crds::Execution;
 use tracing::{debug, warn};
 
+use crate::children::OfExecution;
 use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::stores::{slim_execution, slim_job, slim_pod, triggers, Writers};
@@ -48,8 +49,14 @@ pub async fn run(
         .default_backoff()
         .modify(slim_execution)
         .reflect(executions_writer);
-    let jobs =
-        watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().modify(slim_job).reflect(writers.jobs);
+    let jobs = watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().modify(slim_job).inspect({
+        let jobs = ctx.stores.jobs.clone();
+        move |event| {
+            if let Ok(event) = event {
+                jobs.apply(event);
+            }
+        }
+    });
     // Only to notice an inputs ConfigMap deleted before its pod started, so
     // only names are kept (and only metadata is watched).
     let config_maps =
@@ -63,16 +70,14 @@ pub async fn run(
         });
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
-    let index = ctx.stores.pods_by_execution.clone();
-    let pods = watcher(api::<PodView>(&client, ns), execution_pods)
-        .default_backoff()
-        .modify(slim_pod)
-        .inspect(move |event| {
+    let pods = watcher(api::<PodView>(&client, ns), execution_pods).default_backoff().modify(slim_pod).inspect({
+        let pods = ctx.stores.pods.clone();
+        move |event| {
             if let Ok(event) = event {
-                index.apply(event);
+                pods.apply(event);
             }
-        })
-        .reflect(writers.pods);
+        }
+    });
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()

@@ -5,6 +5,7 @@
 //! values — and [`reconcile`] is the thin layer that reads and writes the
 //! cluster around them.
 
+pub mod children;
 pub mod config;
 pub mod controller;
 pub mod error;

@@ -4,64 +4,37 @@
 //! objects costs about 1 KiB each.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
 
-use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use tokio::sync::watch;
 
-use crate::relisted::{Relisted, Watched};
+use crate::relisted::{Listed, Watched};
 
 type Key = (String, String);
 
-#[derive(Clone)]
-pub struct NameSet(Arc<Inner>);
+#[derive(Default)]
+pub struct Names(HashSet<Key>);
 
-struct Inner {
-    names: RwLock<Relisted<HashSet<Key>>>,
-    /// True once a first list has been seen whole.
-    listed: watch::Sender<bool>,
-}
-
-impl Default for NameSet {
-    fn default() -> Self {
-        Self(Arc::new(Inner { names: RwLock::default(), listed: watch::Sender::new(false) }))
-    }
-}
+pub type NameSet = Listed<Names>;
 
 fn key_of(object: &impl ResourceExt) -> Option<Key> {
     Some((object.namespace()?, object.meta().name.clone()?))
 }
 
-impl<K: ResourceExt> Watched<K> for HashSet<Key> {
+impl<K: ResourceExt> Watched<K> for Names {
     fn add(&mut self, object: &K) {
-        self.extend(key_of(object));
+        self.0.extend(key_of(object));
     }
 
     fn remove(&mut self, object: &K) {
         if let Some(key) = key_of(object) {
-            HashSet::remove(self, &key);
+            self.0.remove(&key);
         }
     }
 }
 
-impl NameSet {
-    pub fn apply<K: ResourceExt>(&self, event: &Event<K>) {
-        let Ok(mut names) = self.0.names.write() else { return };
-        if names.apply(event) {
-            self.0.listed.send_replace(true);
-        }
-    }
-
+impl Listed<Names> {
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
-        self.0.names.read().is_ok_and(|names| names.live().contains(&(namespace.to_owned(), name.to_owned())))
-    }
-
-    /// Resolves once the watch has listed everything once.
-    pub async fn wait_until_ready(&self) {
-        let mut listed = self.0.listed.subscribe();
-        // The sender lives as long as `self`, so this cannot fail.
-        let _ = listed.wait_for(|listed| *listed).await;
+        self.read(|names| names.0.contains(&(namespace.to_owned(), name.to_owned()))).unwrap_or(false)
     }
 }
 
@@ -70,6 +43,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
+    use kube::runtime::watcher::Event;
 
     fn config_map(name: &str) -> ConfigMap {
         ConfigMap {

@@ -19,6 +19,7 @@ use sandrun_runner::parse_frame;
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::children::Kept;
 use crate::config::OperatorConfig;
 use crate::error::{is_invalid, is_not_found, Error, Result};
 use crate::events::EventQueue;
@@ -68,6 +69,9 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
     }
     let previous = execution.status.clone().unwrap_or_default();
     if previous.is_terminal() {
+        // The result is in the store's copy: no reconcile reads the run's
+        // Job or pods again.
+        ctx.stores.forget_children(&namespace, &execution.name_any());
         return expire(execution, ctx, &namespace).await;
     }
     // An object missing from a store that has not listed yet proves nothing.
@@ -83,8 +87,13 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Err(problem) => return reject(execution, ctx, &namespace, problem.to_string(), &now).await,
     };
 
-    let mut job = match ctx.stores.job(&namespace, &child) {
-        Some(job) => Some(job),
+    let mut job = match ctx.stores.job(&namespace, &execution.name_any()) {
+        Some(Kept::Object(job)) => Some(job),
+        Some(Kept::Forgotten) => {
+            // Only a finished run's Job is forgotten, and this run is not.
+            info!(job = child, "waiting for an earlier same-named run's Job to go away");
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         // The Job this operator just made may not have come back through
         // the watch yet; ask before concluding someone deleted it.
         None if previous.job_name.is_some() => Api::<JobView>::namespaced(ctx.client.clone(), &namespace)

@@ -3,7 +3,10 @@
 //! at their end, so a re-list drops what was deleted while the watch was
 //! down, and readers never see half a list.
 
+use std::sync::{Arc, RwLock};
+
 use kube::runtime::watcher::Event;
+use tokio::sync::watch;
 
 /// A collection fed by watch events about `K`.
 pub trait Watched<K>: Default {
@@ -45,5 +48,60 @@ impl<T> Relisted<T> {
     /// What the watch shows now, the last complete list included.
     pub fn live(&self) -> &T {
         &self.live
+    }
+
+    pub fn live_mut(&mut self) -> &mut T {
+        &mut self.live
+    }
+}
+
+/// A [`Relisted`] collection shared between the watch that feeds it and
+/// the reconciles that read it, which can wait for its first whole list.
+pub struct Listed<T>(Arc<Shared<T>>);
+
+struct Shared<T> {
+    collection: RwLock<Relisted<T>>,
+    /// True once a first list has been seen whole.
+    listed: watch::Sender<bool>,
+}
+
+impl<T> Clone for Listed<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T: Default> Default for Listed<T> {
+    fn default() -> Self {
+        Self(Arc::new(Shared { collection: RwLock::default(), listed: watch::Sender::new(false) }))
+    }
+}
+
+impl<T> Listed<T> {
+    pub fn apply<K>(&self, event: &Event<K>)
+    where
+        T: Watched<K>,
+    {
+        let Ok(mut collection) = self.0.collection.write() else { return };
+        if collection.apply(event) {
+            self.0.listed.send_replace(true);
+        }
+    }
+
+    /// Reads what the watch shows now; `None` only if a writer panicked.
+    pub fn read<R>(&self, read: impl FnOnce(&T) -> R) -> Option<R> {
+        self.0.collection.read().ok().map(|collection| read(collection.live()))
+    }
+
+    /// Changes what is kept now; a re-list under way replaces it at its end.
+    pub fn write<R>(&self, write: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.0.collection.write().ok().map(|mut collection| write(collection.live_mut()))
+    }
+
+    /// Resolves once the watch has listed everything once.
+    pub async fn wait_until_ready(&self) {
+        let mut listed = self.0.listed.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = listed.wait_for(|listed| *listed).await;
     }
 }

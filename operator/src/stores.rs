@@ -3,8 +3,7 @@
 //! before they are stored: at ten thousand runs in flight, managed fields
 //! and pod specs would be most of the operator's memory.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{future, stream, Stream, StreamExt};
@@ -14,37 +13,33 @@ use kube::runtime::watcher::{self, Event};
 use kube::ResourceExt;
 use sandrun_crds::{Execution, ExecutionStatus};
 
+use crate::children::{Children, Kept, Leave};
 use crate::error::Error;
+use crate::labels::child_name;
 use crate::name_set::NameSet;
-use crate::relisted::{Relisted, Watched};
 use crate::views::{JobView, PodView};
 
 /// Read side, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
-    pub jobs: Store<JobView>,
-    pub pods: Store<PodView>,
-    pub pods_by_execution: PodIndex,
+    pub jobs: Children<JobView>,
+    pub pods: Children<PodView>,
     pub config_maps: NameSet,
     pub policies: Store<NetworkPolicy>,
 }
 
-/// Write side, fed by the controller's watch streams.
+/// Write side of the kube store, fed by the controller's policy watch (the
+/// others are fed through their own `apply`).
 pub struct Writers {
-    pub jobs: reflector::store::Writer<JobView>,
-    pub pods: reflector::store::Writer<PodView>,
     pub policies: reflector::store::Writer<NetworkPolicy>,
 }
 
 impl Stores {
     pub fn new() -> (Self, Writers) {
-        let (jobs, jobs_writer) = reflector::store();
-        let (pods, pods_writer) = reflector::store();
         let (policies, policies_writer) = reflector::store();
         let stores =
-            Self { jobs, pods, pods_by_execution: PodIndex::default(), config_maps: NameSet::default(), policies };
-        let writers = Writers { jobs: jobs_writer, pods: pods_writer, policies: policies_writer };
-        (stores, writers)
+            Self { jobs: Children::default(), pods: Children::default(), config_maps: NameSet::default(), policies };
+        (stores, Writers { policies: policies_writer })
     }
 
     /// Until every store has listed once, an absent object means nothing.
@@ -60,13 +55,14 @@ impl Stores {
             )
         };
         match tokio::time::timeout(within, all).await {
-            Ok((Ok(()), Ok(()), (), Ok(()))) => Ok(()),
+            Ok(((), (), (), Ok(()))) => Ok(()),
             _ => Err(Error::StoresNotReady),
         }
     }
 
-    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<JobView>> {
-        self.jobs.get(&ObjectRef::new(name).within(namespace))
+    /// The Job of `execution`, or a marker where a forgotten one still is.
+    pub fn job(&self, namespace: &str, execution: &str) -> Option<Kept<JobView>> {
+        self.jobs.named(namespace, execution, &child_name(execution))
     }
 
     pub fn config_map_exists(&self, namespace: &str, name: &str) -> bool {
@@ -77,24 +73,36 @@ impl Stores {
         self.policies.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The newest pod of `job`, found through the index rather than a scan.
+    /// The newest pod of `job`.
     pub fn newest_pod(&self, namespace: &str, execution: &str, job: &JobView) -> Option<Arc<PodView>> {
         let uid = job.uid()?;
-        self.pods_by_execution
-            .pods_of(namespace, execution)
+        self.pods
+            .of(namespace, execution)
             .into_iter()
-            .filter_map(|name| self.pods.get(&ObjectRef::new(&name).within(namespace)))
+            .filter_map(|(_, kept)| match kept {
+                Kept::Object(pod) => Some(pod),
+                Kept::Forgotten => None,
+            })
             .filter(|pod| pod.job_uid() == Some(&uid))
             .max_by_key(|pod| pod.creation_timestamp().map(|t| t.0))
     }
+
+    /// Drops a finished run's Job and pods: once its Execution shows the
+    /// result, nothing reads them again. The Job's name stays marked taken
+    /// until it is deleted, so a new run of the same name waits for it.
+    pub fn forget_children(&self, namespace: &str, execution: &str) {
+        self.jobs.forget(namespace, execution, Leave::Markers);
+        self.pods.forget(namespace, execution, Leave::Nothing);
+    }
 }
 
-/// Drops what no reconcile reads: bookkeeping and labels. Owner references
-/// stay: they map the Job to its Execution.
+/// Drops what no reconcile reads: bookkeeping and all labels but the one
+/// naming its Execution. Owner references stay: they tell a Job of this
+/// Execution from one of an earlier Execution of the same name.
 pub fn slim_job(job: &mut JobView) {
     job.managed_fields_mut().clear();
     job.annotations_mut().clear();
-    job.labels_mut().clear();
+    job.keep_only_read_labels();
     job.finalizers_mut().clear();
 }
 
@@ -166,68 +174,10 @@ where
         .flatten()
 }
 
-type ExecutionKey = (String, String);
-
-/// Pod names by (namespace, Execution), kept from the pod watch's events.
-#[derive(Clone, Default)]
-pub struct PodIndex(Arc<RwLock<Relisted<PodsByExecution>>>);
-
-#[derive(Default)]
-struct PodsByExecution(HashMap<ExecutionKey, BTreeSet<String>>);
-
-fn key_of(pod: &PodView) -> Option<(ExecutionKey, String)> {
-    let execution = pod.execution()?.clone();
-    Some(((pod.namespace()?, execution), pod.metadata.name.clone()?))
-}
-
-impl Watched<PodView> for PodsByExecution {
-    fn add(&mut self, pod: &PodView) {
-        if let Some((key, name)) = key_of(pod) {
-            self.0.entry(key).or_default().insert(name);
-        }
-    }
-
-    fn remove(&mut self, pod: &PodView) {
-        let Some((key, name)) = key_of(pod) else { return };
-        if let Some(names) = self.0.get_mut(&key) {
-            names.remove(&name);
-            if names.is_empty() {
-                self.0.remove(&key);
-            }
-        }
-    }
-}
-
-impl PodIndex {
-    pub fn apply(&self, event: &Event<PodView>) {
-        if let Ok(mut index) = self.0.write() {
-            index.apply(event);
-        }
-    }
-
-    pub fn pods_of(&self, namespace: &str, execution: &str) -> Vec<String> {
-        let Ok(index) = self.0.read() else { return Vec::new() };
-        index
-            .live()
-            .0
-            .get(&(namespace.to_owned(), execution.to_owned()))
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Executions with at least one pod known.
-    pub fn len(&self) -> usize {
-        self.0.read().map(|index| index.live().0.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::children::OfExecution;
     use crate::labels::EXECUTION_KEY;
     use crate::views::JOB_UID_LABEL;
     use kube::api::ObjectMeta;
@@ -267,48 +217,6 @@ mod tests {
         let (stores, _writers) = Stores::new();
         let waited = stores.wait_until_ready(Duration::from_millis(20)).await;
         assert!(matches!(waited, Err(Error::StoresNotReady)));
-    }
-
-    #[test]
-    fn pods_are_found_by_their_execution_and_namespace() {
-        let index = PodIndex::default();
-        index.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
-        index.apply(&Event::Apply(pod("a", "run-1-y", "run-1")));
-        index.apply(&Event::Apply(pod("b", "run-1-z", "run-1")));
-        assert_eq!(index.pods_of("a", "run-1"), vec!["run-1-x", "run-1-y"]);
-        assert_eq!(index.pods_of("b", "run-1"), vec!["run-1-z"]);
-        assert!(index.pods_of("a", "run-2").is_empty());
-    }
-
-    #[test]
-    fn a_deleted_pod_leaves_the_index() {
-        let index = PodIndex::default();
-        index.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
-        index.apply(&Event::Delete(pod("a", "run-1-x", "run-1")));
-        assert!(index.pods_of("a", "run-1").is_empty());
-        assert!(index.is_empty(), "no empty entries are kept");
-    }
-
-    #[test]
-    fn a_relist_replaces_what_was_known() {
-        let index = PodIndex::default();
-        index.apply(&Event::Apply(pod("a", "gone-x", "gone")));
-        index.apply(&Event::Init);
-        index.apply(&Event::InitApply(pod("a", "kept-x", "kept")));
-        // Until the re-list is done, the old view still answers.
-        assert_eq!(index.pods_of("a", "gone"), vec!["gone-x"]);
-        index.apply(&Event::InitDone);
-        assert!(index.pods_of("a", "gone").is_empty());
-        assert_eq!(index.pods_of("a", "kept"), vec!["kept-x"]);
-    }
-
-    #[test]
-    fn pods_without_the_label_are_ignored() {
-        let index = PodIndex::default();
-        let mut stray = pod("a", "stray", "x");
-        stray.metadata.labels = None;
-        index.apply(&Event::Apply(stray));
-        assert!(index.is_empty());
     }
 
     #[test]

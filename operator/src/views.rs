@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
+use crate::children::OfExecution;
 use crate::labels::EXECUTION_KEY;
 
 /// The Job controller's label tying a pod to its Job.
@@ -21,6 +22,24 @@ pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
 pub struct JobView {
     pub metadata: ObjectMeta,
     pub status: Option<JobViewStatus>,
+    /// The one label that is read, moved out of `metadata.labels` when the
+    /// Job is stored.
+    #[serde(skip)]
+    pub execution: Option<String>,
+}
+
+impl JobView {
+    /// Moves the label that is read into its field and drops the rest.
+    pub fn keep_only_read_labels(&mut self) {
+        let mut labels = self.metadata.labels.take().unwrap_or_default();
+        self.execution = self.execution.take().or_else(|| labels.remove(EXECUTION_KEY));
+    }
+}
+
+impl OfExecution for JobView {
+    fn execution(&self) -> Option<&String> {
+        self.execution.as_ref().or_else(|| self.labels().get(EXECUTION_KEY))
+    }
 }
 
 #[derive(Deserialize, Clone, Debug, Default)]
@@ -41,12 +60,13 @@ pub struct PodView {
     pub job_uid: Option<String>,
 }
 
-impl PodView {
-    /// The Execution the pod runs for.
-    pub fn execution(&self) -> Option<&String> {
+impl OfExecution for PodView {
+    fn execution(&self) -> Option<&String> {
         self.execution.as_ref().or_else(|| self.labels().get(EXECUTION_KEY))
     }
+}
 
+impl PodView {
     /// The uid of the Job that made the pod.
     pub fn job_uid(&self) -> Option<&String> {
         self.job_uid.as_ref().or_else(|| self.labels().get(JOB_UID_LABEL))
