@@ -9,7 +9,6 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging(args.log_json);
-    tune_heap();
     tokio::spawn(trim_heap());
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -17,23 +16,6 @@ async fn main() -> std::process::ExitCode {
             tracing::error!(%error, "sandrun-operator failed");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// glibc gives each thread that allocates its own arena, up to eight per
-/// core, and each fragments on its own; two are plenty for a handful of
-/// threads. Its mmap threshold also rises after every large free, until
-/// multi-megabyte list responses land in the heap and pin pages there; a
-/// fixed threshold (which turns the rise off) keeps them in mappings that
-/// go back to the system when freed.
-fn tune_heap() {
-    const ARENAS: i32 = 2;
-    const MMAP_THRESHOLD: i32 = 256 * 1024;
-    // SAFETY: mallopt only sets glibc's allocator parameters, called
-    // before the runtime's threads allocate much.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 
