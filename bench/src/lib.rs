@@ -59,9 +59,16 @@ pub fn run_id() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 5).to_lowercase()
 }
 
+/// Set to measure an operator run outside the cluster (under a heap
+/// profiler, say) instead of the leading replica.
+const OPERATOR_PID_VAR: &str = "SANDRUN_BENCH_OPERATOR_PID";
+
 /// The leading operator's host process (pods are host processes here).
 /// Waits for one: a fresh install's replicas take a moment to elect.
 pub async fn leader_pid(client: &Client) -> Result<u32> {
+    if let Ok(pid) = std::env::var(OPERATOR_PID_VAR) {
+        return pid.parse().map_err(|_| bench_error(format!("{OPERATOR_PID_VAR} is not a pid: {pid:?}")));
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let holder = lease_holder(client).await.unwrap_or_default();

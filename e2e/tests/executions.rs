@@ -177,3 +177,30 @@ async fn a_cancelled_run_stops_and_says_so() {
     let job = ns.api::<Job>().get_opt("sandrun-sleeper").await.expect("get Job");
     assert!(job.is_none_or(|j| j.metadata.deletion_timestamp.is_some()), "the Job is gone or going");
 }
+
+#[tokio::test]
+async fn a_run_deleted_and_created_again_under_its_name_runs_again() {
+    use kube::api::{DeleteParams, PostParams};
+    let ns = TestNamespace::new("again").await;
+    let first = ns.run("again", python("print('first')")).await;
+    assert_eq!(status_of(&first).stdout.as_deref(), Some("first\n"));
+    // At once, while the first run's Job may still be being collected: the
+    // operator has forgotten that Job, and must still wait for it to go.
+    let api = ns.executions();
+    api.delete("again", &DeleteParams::background()).await.expect("delete");
+    let created = loop {
+        let second = sandrun_crds::Execution::new("again", python("print('second')"));
+        match api.create(&PostParams::default(), &second).await {
+            Ok(created) => break created,
+            // The first may take a moment to leave the API server.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("create: {error}"),
+        }
+    };
+    let s = status_of(&ns.wait_finished("again").await);
+    assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("second\n")), "{s:?}");
+    let job = ns.api::<Job>().get("sandrun-again").await.expect("Job exists");
+    assert_eq!(job.metadata.owner_references.unwrap()[0].uid, created.metadata.uid.unwrap(), "the new run's Job");
+}

@@ -13,8 +13,11 @@ use kube::ResourceExt;
 use crate::relisted::{Listed, Watched};
 
 /// An object that names the Execution it belongs to.
-pub trait OfExecution: ResourceExt + Clone {
+pub trait OfExecution: ResourceExt {
+    /// What is kept of it.
+    type Stored;
     fn execution(&self) -> Option<&String>;
+    fn stored(&self) -> Self::Stored;
 }
 
 type Group = (String, String);
@@ -60,18 +63,21 @@ fn key_of<T: OfExecution>(object: &T) -> Option<(Group, String)> {
     Some(((object.namespace()?, object.execution()?.clone()), object.meta().name.clone()?))
 }
 
-impl<T: OfExecution> Watched<T> for ByExecution<T> {
-    fn add(&mut self, object: &T) {
+impl<K, S> Watched<K> for ByExecution<S>
+where
+    K: OfExecution<Stored = S>,
+{
+    fn add(&mut self, object: &K) {
         let Some((group, name)) = key_of(object) else { return };
         let members = self.0.entry(group).or_default();
-        let kept = Kept::Object(Arc::new(object.clone()));
+        let kept = Kept::Object(Arc::new(object.stored()));
         match members.iter_mut().find(|(member, _)| *member == name) {
             Some((_, member)) => *member = kept,
             None => members.push((name, kept)),
         }
     }
 
-    fn remove(&mut self, object: &T) {
+    fn remove(&mut self, object: &K) {
         let Some((group, name)) = key_of(object) else { return };
         if let Some(members) = self.0.get_mut(&group) {
             members.retain(|(member, _)| *member != name);
@@ -82,6 +88,7 @@ impl<T: OfExecution> Watched<T> for ByExecution<T> {
     }
 }
 
+/// Kept as `T`, from watches of objects whose `Stored` is `T`.
 pub type Children<T> = Listed<ByExecution<T>>;
 
 impl<T> Listed<ByExecution<T>> {
@@ -166,10 +173,10 @@ mod tests {
     fn a_relist_replaces_what_was_known() {
         let pods = Children::default();
         pods.apply(&Event::Apply(pod("a", "gone-x", "gone")));
-        pods.apply(&Event::Init);
+        pods.apply::<PodView>(&Event::Init);
         pods.apply(&Event::InitApply(pod("a", "kept-x", "kept")));
         assert_eq!(names(&pods, "a", "gone"), ["gone-x"], "the old view answers until the re-list is whole");
-        pods.apply(&Event::InitDone);
+        pods.apply::<PodView>(&Event::InitDone);
         assert!(pods.of("a", "gone").is_empty());
         assert_eq!(names(&pods, "a", "kept"), ["kept-x"]);
     }

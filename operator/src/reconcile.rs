@@ -29,7 +29,7 @@ use crate::objects;
 use crate::status::{self, Frame, Observed};
 use crate::stores::Stores;
 use crate::validate;
-use crate::views::{JobView, PodView};
+use crate::views::{JobRecord, JobView, PodView};
 
 /// Enough for two 256 KiB streams even if every byte needed a JSON escape.
 const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
@@ -100,7 +100,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
             .get_opt(&child)
             .await
             .map_err(|source| Error::Read { kind: "Job", name: child.clone(), source })?
-            .map(Arc::new),
+            .map(|job| Arc::new(JobRecord::from(&job))),
         None => None,
     };
     if let Some(existing) = &job {
@@ -111,7 +111,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         }
     } else if previous.job_name.is_none() {
         match create_children(execution, ctx, &namespace, &program).await {
-            Ok(created) => job = Some(Arc::new(created)),
+            Ok(created) => job = Some(Arc::new(JobRecord::from(&created))),
             Err(Error::Apply { kind, source, .. }) if is_invalid(&source) => {
                 let message = format!("the API server rejected the {kind}: {}", api_message(&source));
                 return reject(execution, ctx, &namespace, message, &now).await;
@@ -146,7 +146,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
     }
     if let Some(job) = job.filter(|_| status::leaves_stuck_pod(&next)) {
         // Stop the kubelet retrying an image that will never come.
-        delete_job(&jobs, &job.name_any()).await?;
+        delete_job(&jobs, &job.name).await?;
     }
     expire(execution, ctx, &namespace).await
 }
@@ -240,9 +240,8 @@ where
         .map_err(|source| Error::Apply { kind: K::KIND, name, source })
 }
 
-fn owned_by(job: &JobView, execution: &Execution) -> bool {
-    let uid = execution.uid();
-    job.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
+fn owned_by(job: &JobRecord, execution: &Execution) -> bool {
+    execution.uid().is_some_and(|uid| job.owner_uids.contains(&uid))
 }
 
 async fn read_frame(ctx: &Context, namespace: &str, pod: &PodView) -> Result<Frame> {

@@ -9,7 +9,7 @@ use sandrun_runner::{parse_frame, RunResult};
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
 use crate::text::{apply_safe, truncate_at_char};
-use crate::views::{JobView, PodView};
+use crate::views::{JobRecord, PodView};
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -62,7 +62,7 @@ pub enum Frame {
 
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
-    pub job: Option<&'a JobView>,
+    pub job: Option<&'a JobRecord>,
     pub pod: Option<&'a PodView>,
     /// Read once the run container has terminated; `None` before that.
     pub frame: Option<Frame>,
@@ -74,7 +74,7 @@ pub struct Observed<'a> {
 pub fn derive(execution: &Execution, observed: &Observed, now: &Time) -> ExecutionStatus {
     let previous = execution.status.clone().unwrap_or_default();
     let mut next = progress(execution, observed, now);
-    next.job_name = observed.job.and_then(|j| j.metadata.name.clone()).or(previous.job_name.clone());
+    next.job_name = observed.job.map(|j| j.name.clone()).or(previous.job_name.clone());
     next.pod_name = observed.pod.and_then(|p| p.metadata.name.clone()).or(previous.pod_name.clone());
     with_conditions(next, &previous, execution.metadata.generation, now)
 }
@@ -265,7 +265,7 @@ fn finished(
 /// the workspace size.
 const SIGXFSZ: i32 = 25;
 
-fn job_failure(job: &JobView) -> Option<&JobCondition> {
+fn job_failure(job: &JobRecord) -> Option<&JobCondition> {
     job.status
         .as_ref()?
         .conditions

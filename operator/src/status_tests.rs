@@ -1,4 +1,5 @@
 use super::*;
+use crate::views::JobView;
 use k8s_openapi::jiff::Timestamp;
 use sandrun_crds::{ExecutionSpec, Limits};
 use serde_json::json;
@@ -6,7 +7,7 @@ use serde_json::json;
 /// name, pod, frame, expected phase, reason, exit code
 type RunCase = (&'static str, PodView, Option<Frame>, Phase, &'static str, Option<i32>);
 /// name, job, pod, expected phase, reason
-type StateCase<'a> = (&'static str, Option<&'a JobView>, Option<&'a PodView>, Phase, &'static str);
+type StateCase<'a> = (&'static str, Option<&'a JobRecord>, Option<&'a PodView>, Phase, &'static str);
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
@@ -24,9 +25,11 @@ fn execution() -> Execution {
     e
 }
 
-fn job(conditions: serde_json::Value) -> JobView {
-    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}))
-        .unwrap()
+fn job(conditions: serde_json::Value) -> JobRecord {
+    let view: JobView =
+        serde_json::from_value(json!({"metadata": {"name": "sandrun-hello"}, "status": {"conditions": conditions}}))
+            .unwrap();
+    JobRecord::from(&view)
 }
 
 fn pod(status: serde_json::Value) -> PodView {
@@ -51,7 +54,7 @@ fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
     Some(Frame::Parsed(r))
 }
 
-fn derive_with(job: Option<&JobView>, pod: Option<&PodView>, frame: Option<Frame>) -> ExecutionStatus {
+fn derive_with(job: Option<&JobRecord>, pod: Option<&PodView>, frame: Option<Frame>) -> ExecutionStatus {
     derive(&execution(), &Observed { job, pod, frame, job_was_created: true }, &now())
 }
 

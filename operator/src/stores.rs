@@ -17,12 +17,12 @@ use crate::children::{Children, Kept, Leave};
 use crate::error::Error;
 use crate::labels::child_name;
 use crate::name_set::NameSet;
-use crate::views::{JobView, PodView};
+use crate::views::{JobRecord, JobView, PodView};
 
 /// Read side, shared by every reconcile.
 #[derive(Clone)]
 pub struct Stores {
-    pub jobs: Children<JobView>,
+    pub jobs: Children<JobRecord>,
     pub pods: Children<PodView>,
     pub config_maps: NameSet,
     pub policies: Store<NetworkPolicy>,
@@ -61,7 +61,7 @@ impl Stores {
     }
 
     /// The Job of `execution`, or a marker where a forgotten one still is.
-    pub fn job(&self, namespace: &str, execution: &str) -> Option<Kept<JobView>> {
+    pub fn job(&self, namespace: &str, execution: &str) -> Option<Kept<JobRecord>> {
         self.jobs.named(namespace, execution, &child_name(execution))
     }
 
@@ -74,8 +74,8 @@ impl Stores {
     }
 
     /// The newest pod of `job`.
-    pub fn newest_pod(&self, namespace: &str, execution: &str, job: &JobView) -> Option<Arc<PodView>> {
-        let uid = job.uid()?;
+    pub fn newest_pod(&self, namespace: &str, execution: &str, job: &JobRecord) -> Option<Arc<PodView>> {
+        let uid = job.uid.as_ref()?;
         self.pods
             .of(namespace, execution)
             .into_iter()
@@ -83,7 +83,7 @@ impl Stores {
                 Kept::Object(pod) => Some(pod),
                 Kept::Forgotten => None,
             })
-            .filter(|pod| pod.job_uid() == Some(&uid))
+            .filter(|pod| pod.job_uid() == Some(uid))
             .max_by_key(|pod| pod.creation_timestamp().map(|t| t.0))
     }
 
