@@ -21,12 +21,22 @@ build_web() {
   "$repo/web/build.sh"
 }
 
+# The operator's allocator, jemalloc, is C built with make at cargo build
+# time. Rust brings a linker, not always make.
+need_c_build_tools() {
+  command -v make >/dev/null && command -v cc >/dev/null && return 0
+  say "installing make and gcc (jemalloc's build)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make gcc libc6-dev >/dev/null
+}
+
 # What goes into images (runner, operator, gateway) is static, so images need
 # no libc: explicit --target keeps crt-static away from build scripts and
 # proc macros. Debug builds serve host processes, tests and the CLI.
 # The image's gateway must carry the page: SANDRUN_WEB_REQUIRED=1 fails its
 # build when web/dist/ is missing instead of embedding a placeholder.
 build_rust() {
+  need_c_build_tools
   build_web
   say "building the runner, operator and gateway (static, release) and the CLI"
   SANDRUN_WEB_REQUIRED=1 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \

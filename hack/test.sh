@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
 say "format and lints"
+need_c_build_tools
 build_web
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
