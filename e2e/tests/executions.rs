@@ -40,7 +40,8 @@ async fn python_streams_and_exit_code_come_back_separately() {
     let pod_spec = job.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("runsc"));
     assert_eq!(job.metadata.owner_references.unwrap()[0].uid, done.metadata.uid.clone().unwrap());
-    ns.api::<ConfigMap>().get("sandrun-exit-three").await.expect("ConfigMap exists");
+    let uid = done.metadata.uid.clone().unwrap();
+    ns.api::<ConfigMap>().get(&format!("sandrun-exit-three-{}", &uid[..8])).await.expect("inputs ConfigMap exists");
 
     // The result travelled in the pod's status, so no log had to be read.
     let message = run_container_message(&ns, s.job_name.as_deref().unwrap()).await;
@@ -199,7 +200,14 @@ async fn a_run_deleted_and_created_again_under_its_name_runs_again() {
             Err(error) => panic!("create: {error}"),
         }
     };
-    let s = status_of(&ns.wait_finished("again").await);
+    // By uid: a watch may still list the first run from the API server's cache.
+    let uid = created.metadata.uid.clone();
+    let finished = |e: Option<&sandrun_crds::Execution>| {
+        e.filter(|e| e.metadata.uid == uid).and_then(|e| e.status.as_ref()).is_some_and(|s| s.is_terminal())
+    };
+    let waited = kube::runtime::wait::await_condition(api.clone(), "again", finished);
+    let done = tokio::time::timeout(sandrun_e2e::FINISH_WITHIN, waited).await.expect("finished in time");
+    let s = status_of(&done.expect("watch").expect("still there"));
     assert_eq!((s.phase, s.stdout.as_deref()), (Phase::Succeeded, Some("second\n")), "{s:?}");
     let job = ns.api::<Job>().get("sandrun-again").await.expect("Job exists");
     assert_eq!(job.metadata.owner_references.unwrap()[0].uid, created.metadata.uid.unwrap(), "the new run's Job");

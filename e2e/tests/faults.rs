@@ -236,12 +236,14 @@ async fn children_deleted_by_hand() -> Vec<String> {
     let job_took = deleted.elapsed();
 
     // The inputs go before the pod mounts them: they are put back.
-    api.create(&PostParams::default(), &Execution::new("lose-inputs", python("print('inputs restored')")))
+    let created = api
+        .create(&PostParams::default(), &Execution::new("lose-inputs", python("print('inputs restored')")))
         .await
         .unwrap();
+    let inputs = format!("sandrun-lose-inputs-{}", &created.metadata.uid.unwrap()[..8]);
     let config_maps = ns.api::<ConfigMap>();
     let started = Instant::now();
-    while config_maps.delete("sandrun-lose-inputs", &DeleteParams::default()).await.is_err() {
+    while config_maps.delete(&inputs, &DeleteParams::default()).await.is_err() {
         assert!(started.elapsed() < Duration::from_secs(60), "the inputs ConfigMap never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -33,6 +33,8 @@ pub enum Error {
     StoresNotReady,
     #[error("the Execution has no namespace")]
     NoNamespace,
+    #[error("the Execution has no uid")]
+    NoUid,
     #[error("reading config {path}: {source}")]
     ConfigRead {
         path: String,
@@ -70,6 +72,7 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::Delete { .. } => "delete",
             Error::NoNamespace => "no_namespace",
+            Error::NoUid => "no_uid",
             Error::StoresNotReady => "stores_not_ready",
             Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
             Error::Connect(_) => "connect",
@@ -87,6 +90,11 @@ pub fn is_invalid(err: &kube::Error) -> bool {
 
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// A precondition (uid, resourceVersion) no longer holds.
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

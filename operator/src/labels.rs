@@ -34,6 +34,17 @@ pub fn child_name(execution: &str) -> String {
     format!("{CHILD_PREFIX}{stem}-{hash}")
 }
 
+/// Name of an Execution's inputs ConfigMap: its child name and the start of
+/// its uid. The kubelet serves a ConfigMap by name from a cache for a moment
+/// after it is replaced, so a same-named Execution created right after one
+/// was deleted would otherwise run the old program.
+pub fn inputs_name(execution: &str, uid: Option<&str>) -> String {
+    match uid {
+        Some(uid) => format!("{}-{}", child_name(execution), uid.chars().take(8).collect::<String>()),
+        None => child_name(execution),
+    }
+}
+
 /// Stable across Rust releases, unlike `DefaultHasher`.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))

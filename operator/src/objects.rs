@@ -17,8 +17,8 @@ use sandrun_crds::Execution;
 
 use crate::config::OperatorConfig;
 use crate::labels::{
-    child_labels, child_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY, NETWORK_POLICY_NAME,
-    ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER, TERMINATION_MESSAGE_PATH,
+    child_labels, child_name, inputs_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY,
+    NETWORK_POLICY_NAME, ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER, TERMINATION_MESSAGE_PATH,
 };
 use crate::quantity::memory_bytes;
 use crate::text::unsafe_for_apply;
@@ -64,12 +64,10 @@ pub fn config_map(execution: &Execution, namespace: &str) -> ConfigMap {
             data.insert(key, text.clone());
         }
     }
-    ConfigMap {
-        metadata: owned_meta(execution, namespace),
-        data: Some(data),
-        binary_data: (!binary.is_empty()).then_some(binary),
-        immutable: Some(true),
-    }
+    let mut metadata = owned_meta(execution, namespace);
+    let name = execution.metadata.name.as_deref().unwrap_or_default();
+    metadata.name = Some(inputs_name(name, execution.metadata.uid.as_deref()));
+    ConfigMap { metadata, data: Some(data), binary_data: (!binary.is_empty()).then_some(binary), immutable: Some(true) }
 }
 
 fn input_items(execution: &Execution) -> Vec<KeyToPath> {
@@ -191,7 +189,7 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
             Volume {
                 name: "input".to_owned(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: child_name(&name),
+                    name: inputs_name(&name, execution.metadata.uid.as_deref()),
                     items: Some(input_items(execution)),
                     default_mode: Some(0o444),
                     optional: Some(false),

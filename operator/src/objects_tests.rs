@@ -80,11 +80,17 @@ fn run_container_wraps_the_program_in_the_runner() {
 }
 
 #[test]
-fn children_are_owned_by_the_execution_and_named_alike() {
+fn children_are_owned_by_the_execution_and_named_after_it() {
     let e = python_hello();
     let (job, cm) = (job_of(&e), config_map(&e, "team-a"));
+    assert_eq!(job.metadata.name.as_deref(), Some("sandrun-hello"));
+    // The inputs carry the start of the uid: a later same-named run's
+    // pod must never mount them from the kubelet's cache.
+    assert_eq!(cm.metadata.name.as_deref(), Some("sandrun-hello-uid-1"));
+    let volumes = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|p| p.volumes.clone()).unwrap();
+    let input = volumes.iter().find_map(|v| v.config_map.as_ref()).unwrap();
+    assert_eq!(input.name, "sandrun-hello-uid-1");
     for meta in [&job.metadata, &cm.metadata] {
-        assert_eq!(meta.name.as_deref(), Some("sandrun-hello"));
         assert_eq!(meta.namespace.as_deref(), Some("team-a"));
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Execution", "uid-1", Some(true)));

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Client, Resource, ResourceExt};
@@ -21,7 +21,7 @@ use tracing::{info, instrument, warn};
 
 use crate::children::Kept;
 use crate::config::OperatorConfig;
-use crate::error::{is_invalid, is_not_found, Error, Result};
+use crate::error::{is_conflict, is_invalid, is_not_found, Error, Result};
 use crate::events::EventQueue;
 use crate::labels::{child_name, FIELD_MANAGER, RUN_CONTAINER};
 use crate::metrics::{ErrorLabels, Metrics, PhaseLabels, SourceLabels};
@@ -272,9 +272,14 @@ fn spec_bytes(execution: &Execution) -> usize {
 
 async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, status: &ExecutionStatus) -> Result<()> {
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
+    // The uid pins the write to this Execution: a reconcile still running
+    // for one deleted a moment ago must not write its result onto a new
+    // Execution of the same name (the API server refuses a changed uid).
+    let Some(uid) = execution.uid() else { return Err(Error::NoUid) };
     let body = serde_json::json!({
         "apiVersion": "sandrun.dev/v1alpha1",
         "kind": "Execution",
+        "metadata": {"uid": uid},
         "status": status,
     });
     api.patch_status(&execution.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
@@ -335,9 +340,12 @@ async fn expire(execution: &Execution, ctx: &Context, namespace: &str) -> Result
         return Ok(Action::requeue(left.unsigned_abs()));
     }
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(&execution.name_any(), &DeleteParams::background()).await {
+    // Only this Execution, never a new one that took its name since.
+    let this_one = Preconditions { uid: execution.uid(), resource_version: None };
+    let params = DeleteParams { preconditions: Some(this_one), ..DeleteParams::background() };
+    match api.delete(&execution.name_any(), &params).await {
         Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => Ok(Action::await_change()),
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(Action::await_change()),
         Err(source) => Err(Error::Delete { kind: "Execution", name: execution.name_any(), source }),
     }
 }
