@@ -33,8 +33,6 @@ pub enum Error {
     StoresNotReady,
     #[error("the Execution has no namespace")]
     NoNamespace,
-    #[error("the Execution has no uid")]
-    NoUid,
     #[error("reading config {path}: {source}")]
     ConfigRead {
         path: String,
@@ -72,7 +70,6 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::Delete { .. } => "delete",
             Error::NoNamespace => "no_namespace",
-            Error::NoUid => "no_uid",
             Error::StoresNotReady => "stores_not_ready",
             Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
             Error::Connect(_) => "connect",

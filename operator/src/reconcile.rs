@@ -272,14 +272,9 @@ fn spec_bytes(execution: &Execution) -> usize {
 
 async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, status: &ExecutionStatus) -> Result<()> {
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
-    // The uid pins the write to this Execution: a reconcile still running
-    // for one deleted a moment ago must not write its result onto a new
-    // Execution of the same name (the API server refuses a changed uid).
-    let Some(uid) = execution.uid() else { return Err(Error::NoUid) };
     let body = serde_json::json!({
         "apiVersion": "sandrun.dev/v1alpha1",
         "kind": "Execution",
-        "metadata": {"uid": uid},
         "status": status,
     });
     api.patch_status(&execution.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
