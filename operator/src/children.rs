@@ -91,15 +91,32 @@ where
 /// Kept as `T`, from watches of objects whose `Stored` is `T`.
 pub type Children<T> = Listed<ByExecution<T>>;
 
+impl<T> ByExecution<T> {
+    fn group(&self, namespace: &str, execution: &str) -> &[(String, Kept<T>)] {
+        self.0.get(&(namespace.to_owned(), execution.to_owned())).map_or(&[], Vec::as_slice)
+    }
+}
+
 impl<T> Listed<ByExecution<T>> {
-    /// The group of `execution`, by object name.
-    pub fn of(&self, namespace: &str, execution: &str) -> Vec<(String, Kept<T>)> {
-        self.read(|groups| groups.0.get(&(namespace.to_owned(), execution.to_owned())).cloned().unwrap_or_default())
-            .unwrap_or_default()
+    /// The objects of `execution` held in full (markers left out).
+    pub fn objects_of(&self, namespace: &str, execution: &str) -> Vec<Arc<T>> {
+        let held = |groups: &ByExecution<T>| {
+            let members = groups.group(namespace, execution).iter();
+            members
+                .filter_map(|(_, kept)| match kept {
+                    Kept::Object(object) => Some(Arc::clone(object)),
+                    Kept::Forgotten => None,
+                })
+                .collect()
+        };
+        self.read(held).unwrap_or_default()
     }
 
     pub fn named(&self, namespace: &str, execution: &str, name: &str) -> Option<Kept<T>> {
-        self.of(namespace, execution).into_iter().find(|(member, _)| member == name).map(|(_, kept)| kept)
+        let find = |groups: &ByExecution<T>| {
+            groups.group(namespace, execution).iter().find(|(member, _)| member == name).map(|(_, kept)| kept.clone())
+        };
+        self.read(find).flatten()
     }
 
     pub fn forget(&self, namespace: &str, execution: &str, leave: Leave) {
@@ -114,14 +131,6 @@ impl<T> Listed<ByExecution<T>> {
                 }
             }
         });
-    }
-
-    /// Objects held in full, markers not counted.
-    pub fn objects(&self) -> usize {
-        let held = |groups: &ByExecution<T>| {
-            groups.0.values().flatten().filter(|(_, kept)| matches!(kept, Kept::Object(_))).count()
-        };
-        self.read(held).unwrap_or(0)
     }
 }
 
@@ -144,7 +153,18 @@ mod tests {
     }
 
     fn names(children: &Children<PodView>, namespace: &str, execution: &str) -> Vec<String> {
-        children.of(namespace, execution).into_iter().map(|(name, _)| name).collect()
+        let names = |groups: &ByExecution<PodView>| {
+            groups.group(namespace, execution).iter().map(|(name, _)| name.clone()).collect()
+        };
+        children.read(names).unwrap()
+    }
+
+    /// Objects held in full, markers not counted.
+    fn held(children: &Children<PodView>) -> usize {
+        let held = |groups: &ByExecution<PodView>| {
+            groups.0.values().flatten().filter(|(_, kept)| matches!(kept, Kept::Object(_))).count()
+        };
+        children.read(held).unwrap()
     }
 
     #[test]
@@ -156,8 +176,9 @@ mod tests {
         pods.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
         assert_eq!(names(&pods, "a", "run-1"), ["run-1-x", "run-1-y"]);
         assert_eq!(names(&pods, "b", "run-1"), ["run-1-z"]);
-        assert!(pods.of("a", "run-2").is_empty());
+        assert!(names(&pods, "a", "run-2").is_empty());
         assert!(matches!(pods.named("a", "run-1", "run-1-y"), Some(Kept::Object(_))));
+        assert_eq!(pods.objects_of("a", "run-1").len(), 2);
     }
 
     #[test]
@@ -165,7 +186,7 @@ mod tests {
         let pods = Children::default();
         pods.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
         pods.apply(&Event::Delete(pod("a", "run-1-x", "run-1")));
-        assert!(pods.of("a", "run-1").is_empty());
+        assert!(names(&pods, "a", "run-1").is_empty());
         assert!(pods.read(|groups| groups.0.is_empty()).unwrap());
     }
 
@@ -177,7 +198,7 @@ mod tests {
         pods.apply(&Event::InitApply(pod("a", "kept-x", "kept")));
         assert_eq!(names(&pods, "a", "gone"), ["gone-x"], "the old view answers until the re-list is whole");
         pods.apply::<PodView>(&Event::InitDone);
-        assert!(pods.of("a", "gone").is_empty());
+        assert!(names(&pods, "a", "gone").is_empty());
         assert_eq!(names(&pods, "a", "kept"), ["kept-x"]);
     }
 
@@ -187,7 +208,7 @@ mod tests {
         let mut stray = pod("a", "stray", "x");
         stray.metadata.labels = None;
         pods.apply(&Event::Apply(stray));
-        assert_eq!(pods.objects(), 0);
+        assert_eq!(held(&pods), 0);
     }
 
     #[test]
@@ -197,12 +218,13 @@ mod tests {
         pods.apply(&Event::Apply(pod("a", "run-2-x", "run-2")));
         pods.forget("a", "run-1", Leave::Markers);
         pods.forget("a", "run-2", Leave::Nothing);
-        assert_eq!(pods.objects(), 0);
+        assert_eq!(held(&pods), 0);
         assert!(matches!(pods.named("a", "run-1", "run-1-x"), Some(Kept::Forgotten)));
-        assert!(pods.of("a", "run-2").is_empty());
+        assert!(pods.objects_of("a", "run-1").is_empty(), "a marker is no object");
+        assert!(names(&pods, "a", "run-2").is_empty());
         // Deleted for real: the marker goes too.
         pods.apply(&Event::Delete(pod("a", "run-1-x", "run-1")));
-        assert!(pods.of("a", "run-1").is_empty());
+        assert!(names(&pods, "a", "run-1").is_empty());
     }
 
     #[test]
@@ -212,6 +234,6 @@ mod tests {
         pods.forget("a", "run-1", Leave::Markers);
         pods.apply(&Event::Apply(pod("a", "run-1-x", "run-1")));
         assert!(matches!(pods.named("a", "run-1", "run-1-x"), Some(Kept::Object(_))));
-        assert_eq!(pods.objects(), 1);
+        assert_eq!(held(&pods), 1);
     }
 }

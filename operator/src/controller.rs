@@ -49,35 +49,21 @@ pub async fn run(
         .default_backoff()
         .modify(slim_execution)
         .reflect(executions_writer);
-    let jobs = watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().modify(slim_job).inspect({
-        let jobs = ctx.stores.jobs.clone();
-        move |event| {
-            if let Ok(event) = event {
-                jobs.apply(event);
-            }
-        }
-    });
+    let jobs = watcher(api::<JobView>(&client, ns), managed.clone())
+        .default_backoff()
+        .modify(slim_job)
+        .inspect(ctx.stores.jobs.feeder());
     // Only to notice an inputs ConfigMap deleted before its pod started, so
     // only names are kept (and only metadata is watched).
-    let config_maps =
-        watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone()).default_backoff().inspect({
-            let names = ctx.stores.config_maps.clone();
-            move |event| {
-                if let Ok(event) = event {
-                    names.apply(event);
-                }
-            }
-        });
+    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
+        .default_backoff()
+        .inspect(ctx.stores.config_maps.feeder());
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
-    let pods = watcher(api::<PodView>(&client, ns), execution_pods).default_backoff().modify(slim_pod).inspect({
-        let pods = ctx.stores.pods.clone();
-        move |event| {
-            if let Ok(event) = event {
-                pods.apply(event);
-            }
-        }
-    });
+    let pods = watcher(api::<PodView>(&client, ns), execution_pods)
+        .default_backoff()
+        .modify(slim_pod)
+        .inspect(ctx.stores.pods.feeder());
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use kube::runtime::watcher::Event;
+use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
 /// A collection fed by watch events about `K`.
@@ -85,6 +85,20 @@ impl<T> Listed<T> {
         let Ok(mut collection) = self.0.collection.write() else { return };
         if collection.apply(event) {
             self.0.listed.send_replace(true);
+        }
+    }
+
+    /// For a watch stream's `inspect`: applies each event; errors are the
+    /// watcher's to retry.
+    pub fn feeder<K>(&self) -> impl Fn(&Result<Event<K>, watcher::Error>)
+    where
+        T: Watched<K>,
+    {
+        let listed = self.clone();
+        move |event| {
+            if let Ok(event) = event {
+                listed.apply(event);
+            }
         }
     }
 

@@ -77,12 +77,8 @@ impl Stores {
     pub fn newest_pod(&self, namespace: &str, execution: &str, job: &JobRecord) -> Option<Arc<PodView>> {
         let uid = job.uid.as_ref()?;
         self.pods
-            .of(namespace, execution)
+            .objects_of(namespace, execution)
             .into_iter()
-            .filter_map(|(_, kept)| match kept {
-                Kept::Object(pod) => Some(pod),
-                Kept::Forgotten => None,
-            })
             .filter(|pod| pod.job_uid() == Some(uid))
             .max_by_key(|pod| pod.creation_timestamp().map(|t| t.0))
     }
