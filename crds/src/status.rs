@@ -54,6 +54,16 @@ pub mod reasons {
     pub const START_FAILED: &str = "StartFailed";
     pub const CANCELLED: &str = "Cancelled";
     pub const START_TIMEOUT: &str = "StartTimeout";
+    /// The runner killed the program for running too many processes at once.
+    pub const TOO_MANY_PROCESSES: &str = "TooManyProcesses";
+    /// The run was started but no result came within `timeoutSeconds` plus
+    /// the operator's result grace: the runner was stopped or killed without
+    /// its container ending, or the node stopped reporting. The operator
+    /// ended the run.
+    pub const RESULT_OVERDUE: &str = "ResultOverdue";
+    /// The API server refused the status with the program's output as
+    /// permanently invalid; it was written again without the output.
+    pub const OUTPUT_DROPPED: &str = "OutputDropped";
 }
 
 /// Setting this annotation to `"true"` asks the operator to stop the run;

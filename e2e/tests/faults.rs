@@ -29,6 +29,8 @@ async fn faults_lose_nothing_and_nothing_sticks() {
         operator_killed_repeatedly().await,
         gateway_killed_while_clients_wait().await,
         api_server_restarted_mid_run().await,
+        kubelet_killed_and_restarted().await,
+        kubelet_killed_for_good().await,
         children_deleted_by_hand().await,
         more_runs_than_the_node_fits().await,
     ] {
@@ -183,11 +185,7 @@ async fn api_server_restarted_mid_run() -> Vec<String> {
     let down = Instant::now();
     sigkill(daemon_pid("kube-apiserver"));
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let up = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../cluster/up.sh"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("cluster/up.sh");
-    assert!(up.success(), "cluster/up.sh could not bring the API server back");
+    cluster_up();
     let downtime = down.elapsed();
     all_runs_correct(&ns, RUNS).await;
 
@@ -216,6 +214,91 @@ async fn api_server_restarted_mid_run() -> Vec<String> {
             "API server away {:.0} s; all {RUNS} runs correct; the gateway answered a new run {:.1} s later",
             downtime.as_secs_f64(),
             recovered.elapsed().as_secs_f64()
+        ),
+    )
+}
+
+/// Brings back whatever of the local cluster is down (here: the kubelet).
+fn cluster_up() {
+    let up = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../cluster/up.sh"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("cluster/up.sh");
+    assert!(up.success(), "cluster/up.sh could not bring the cluster back");
+}
+
+/// Waits until every `run-N` of `count` shows the Running phase.
+async fn all_running(ns: &TestNamespace, count: usize) {
+    for i in 0..count {
+        wait_until(&ns.executions(), &format!("run-{i}"), |e| {
+            e.status.as_ref().is_some_and(|s| s.phase == Phase::Running)
+        })
+        .await;
+    }
+}
+
+/// The kubelet dies with runs in flight and comes back before their
+/// results are overdue: the pods kept running, and every result arrives.
+async fn kubelet_killed_and_restarted() -> Vec<String> {
+    const RUNS: usize = 5;
+    let ns = TestNamespace::new("fault-kubelet").await;
+    start_runs(&ns, RUNS, 6).await;
+    all_running(&ns, RUNS).await;
+    let down = Instant::now();
+    sigkill(daemon_pid("kubelet"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster_up();
+    let downtime = down.elapsed();
+    all_runs_correct(&ns, RUNS).await;
+    row(
+        "kubelet SIGKILLed mid-run, restarted",
+        format!("kubelet away {:.0} s; all {RUNS} runs correct", downtime.as_secs_f64()),
+    )
+}
+
+/// The kubelet dies with runs in flight and stays dead: nothing reports
+/// the pods' ends, so the operator ends each run once its result is
+/// overdue (start + timeoutSeconds + 15 s), not at the Job's backstop.
+async fn kubelet_killed_for_good() -> Vec<String> {
+    const RUNS: usize = 5;
+    const TIMEOUT: u32 = 10;
+    const RESULT_GRACE: i64 = 15;
+    let ns = TestNamespace::new("fault-node-lost").await;
+    let api = ns.executions();
+    for i in 0..RUNS {
+        let code = format!("import time\ntime.sleep(3)\nprint('run {i}')");
+        let limits = Limits { timeout_seconds: Some(TIMEOUT), ..Default::default() };
+        api.create(&PostParams::default(), &Execution::new(&format!("run-{i}"), with_limits(python(&code), limits)))
+            .await
+            .unwrap();
+    }
+    all_running(&ns, RUNS).await;
+    sigkill(daemon_pid("kubelet"));
+    let killed = Instant::now();
+    let mut worst = 0;
+    for i in 0..RUNS {
+        let status = status_of(&ns.wait_finished(&format!("run-{i}")).await);
+        assert_eq!(
+            (status.phase, status.reason.as_deref()),
+            (Phase::Failed, Some("ResultOverdue")),
+            "run-{i}: {status:?}"
+        );
+        let (start, end) = (status.start_time.expect("start time"), status.completion_time.expect("end time"));
+        let took = end.0.duration_since(start.0).as_secs();
+        // The operator checks on its own requeue; a few seconds of slack.
+        assert!(took <= i64::from(TIMEOUT) + RESULT_GRACE + 5, "run-{i} ended {took} s after its start");
+        worst = worst.max(took);
+    }
+    let ended_after = killed.elapsed();
+    cluster_up();
+    // The node is back: a new run goes through.
+    let after = ns.run("after", python("print('node back')")).await;
+    assert_eq!(status_of(&after).stdout.as_deref(), Some("node back\n"), "{after:?}");
+    row(
+        "kubelet SIGKILLed mid-run, not restarted",
+        format!(
+            "every run ended ResultOverdue ≤ {worst} s after its start ({:.0} s after the kill; bound: timeout {TIMEOUT} s + {RESULT_GRACE} s); a new run worked once the kubelet was back",
+            ended_after.as_secs_f64()
         ),
     )
 }

@@ -118,6 +118,49 @@ for root in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]:
 print("setuid-binaries", sorted(set(setuid)))
 "#;
 
+/// Leaves a complete frame claiming success where the operator reads
+/// results, then kills the runner so that it cannot overwrite it.
+const FORGE_AND_KILL: &str = r#"
+import os, signal, sys
+frame = 'SANDRUN-RESULT-V1 {"exitCode":0,"timedOut":false,"durationMillis":1,"stdout":"ALL TESTS PASSED\\n","stdoutTruncated":false,"stdoutBytes":17,"stderr":"","stderrTruncated":false,"stderrBytes":0}\n'
+with open("/dev/termination-log", "w") as f:
+    f.write(frame)
+print("really failed")
+sys.stdout.flush()
+os.kill(os.getppid(), signal.SIGKILL)
+sys.exit(9)
+"#;
+
+/// Tries to reach into the runner: its memory, environment and stdout (the
+/// container log), then to leave a forged frame in the termination message.
+const REACH_THE_RUNNER: &str = r#"
+import os, sys
+runner = os.getppid()
+for what, mode in [("mem", "rb"), ("environ", "rb"), ("fd/1", "wb")]:
+    try:
+        open(f"/proc/{runner}/{what}", mode).close()
+        print("OPENED", what)
+    except OSError as e:
+        print("denied", what, e.errno)
+open("/dev/termination-log", "w").write('SANDRUN-RESULT-V1 {"exitCode":0,"stdout":"forged"}\n')
+sys.exit(9)
+"#;
+
+/// A grandchild leaves the session and process group, then allocates past
+/// the limit while the program itself waits.
+const ESCAPED_HOG: &str = r#"
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    b = bytearray(200 << 20)
+    for i in range(0, len(b), 4096):
+        b[i] = 1
+    print("HELD 200 MiB", flush=True)
+    time.sleep(5)
+    os._exit(0)
+os.wait()
+"#;
+
 fn disk_fill(files: u32, mib: u32) -> ExecutionSpec {
     let mut spec = python(DISK_FILL);
     spec.args = vec![files.to_string(), mib.to_string()];
@@ -147,6 +190,22 @@ fn clean_run(s: &ExecutionStatus, breaches: &[&str]) -> Result<(), String> {
         Some(line) => Err(format!("breach: {line}")),
         None => Ok(()),
     }
+}
+
+fn has_reason(s: &ExecutionStatus, wanted: &str) -> Result<(), String> {
+    match s.reason.as_deref() {
+        Some(reason) if reason == wanted => Ok(()),
+        other => Err(format!("reason {other:?} ({:?}), not {wanted}", s.message)),
+    }
+}
+
+/// From the program's start to the terminal status, at most `seconds`.
+fn ended_within(s: &ExecutionStatus, seconds: i64) -> Result<(), String> {
+    let (Some(start), Some(end)) = (&s.start_time, &s.completion_time) else {
+        return Err(format!("no start or completion time: {:?} {:?}", s.start_time, s.completion_time));
+    };
+    let took = end.0.duration_since(start.0).as_secs();
+    (took <= seconds).then_some(()).ok_or(format!("ended {took} s after it started, over {seconds} s"))
 }
 
 fn has_line(s: &ExecutionStatus, wanted: &str) -> Result<(), String> {
@@ -241,14 +300,14 @@ fn cases() -> Vec<Case> {
         Case {
             name: "fork bomb",
             tried: "bash fork bomb for 5 s",
-            expected: "killed at the deadline or the memory limit; node unharmed",
+            expected: "TooManyProcesses: killed at the process limit; node unharmed",
             spec: with_limits(
                 program(Language::Bash, "bomb.sh", ":(){ :|:& };:\nsleep 60\n"),
                 limits(5, Some("128Mi")),
             ),
-            check: |s| match s.phase {
-                Phase::TimedOut | Phase::Failed => Ok(()),
-                other => Err(format!("phase {other:?}")),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                has_reason(s, "TooManyProcesses")
             },
         },
         Case {
@@ -348,6 +407,72 @@ fn cases() -> Vec<Case> {
             check: |s| {
                 finished_with(s, Phase::Failed)?;
                 (s.exit_code == Some(7)).then_some(()).ok_or(format!("exit code {:?}", s.exit_code))
+            },
+        },
+        Case {
+            name: "forge and kill",
+            tried: "write a frame claiming exit 0 and ALL TESTS PASSED into /dev/termination-log, SIGKILL the runner, exit 9",
+            expected: "Failed/ResultMissing: a frame counts only from a runner that exited 0",
+            spec: python(FORGE_AND_KILL),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                has_reason(s, "ResultMissing")?;
+                match stdout(s).contains("ALL TESTS PASSED") {
+                    true => Err("the forged output was taken".to_owned()),
+                    false => Ok(()),
+                }
+            },
+        },
+        Case {
+            name: "reach the runner",
+            tried: "open the runner's /proc mem, environ and stdout; forge the termination message; exit 9",
+            expected: "all denied; exit code 9: the runner overwrites the message",
+            spec: python(REACH_THE_RUNNER),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                (s.exit_code == Some(9)).then_some(()).ok_or(format!("exit code {:?}", s.exit_code))?;
+                match stdout(s).lines().filter(|l| l.starts_with("denied")).count() {
+                    3 => Ok(()),
+                    _ => Err(format!("not all three denied: {:?}", stdout(s))),
+                }
+            },
+        },
+        Case {
+            name: "stop the runner",
+            tried: "SIGSTOP the runner, then sleep, with a 2 s timeout",
+            expected: "ended by the operator within timeout + result grace (15 s), not left Running",
+            spec: with_limits(
+                python("import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(600)\n"),
+                limits(2, None),
+            ),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                has_reason(s, "ResultOverdue")?;
+                ended_within(s, 2 + 15 + 10)
+            },
+        },
+        Case {
+            name: "escaped memory hog",
+            tried: "a grandchild calls setsid() and allocates 200 MiB under a 128Mi limit",
+            expected: "OOMKilled: every descendant counts, whatever its session",
+            spec: with_limits(python(ESCAPED_HOG), limits(30, Some("128Mi"))),
+            check: |s| {
+                finished_with(s, Phase::Failed)?;
+                has_reason(s, "OOMKilled")
+            },
+        },
+        Case {
+            name: "escaped output",
+            tried: "256 KiB of \\x01 (6 bytes each once escaped as JSON) with maxOutputBytes 262144",
+            expected: "Succeeded, output cut until the status fits one object",
+            spec: {
+                let mut spec = python("import sys\nsys.stdout.write('\\x01' * 262144)\n");
+                spec.limits.max_output_bytes = Some(262144);
+                spec
+            },
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                s.stdout_truncated.then_some(()).ok_or("output not flagged truncated".to_owned())
             },
         },
     ]

@@ -20,6 +20,14 @@ pub struct OperatorConfig {
     /// time to schedule, pull and start the sandbox. The runner enforces the
     /// program's own deadline precisely; this is only the backstop.
     pub startup_allowance_seconds: u32,
+    /// How long after `timeoutSeconds` from the program's start the operator
+    /// waits for the result before ending the run itself (`ResultOverdue`):
+    /// the runner reports within about a second of its deadline unless the
+    /// program stopped it or the node stopped reporting.
+    pub result_grace_seconds: u32,
+    /// Most processes a program may run at once; more is a fork bomb, killed
+    /// with `TooManyProcesses`.
+    pub max_processes: u32,
     /// Size limit of the writable working directory.
     pub workspace_size_limit: String,
     /// Memory requested on top of the user's limit, for the sandbox itself
@@ -58,6 +66,10 @@ impl Default for OperatorConfig {
             // Generous: a full node queues pods, and a queued run should
             // wait for room rather than fail.
             startup_allowance_seconds: 600,
+            // The kubelet reports a container's end within about a second;
+            // a busy node, a few more.
+            result_grace_seconds: 15,
+            max_processes: 256,
             workspace_size_limit: "256Mi".to_owned(),
             sandbox_memory_overhead: "64Mi".to_owned(),
             sandbox_memory_headroom: "256Mi".to_owned(),

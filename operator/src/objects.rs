@@ -98,6 +98,8 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         spec.max_output_bytes().to_string(),
         "--memory-limit-bytes".to_owned(),
         program.memory_limit_bytes.to_string(),
+        "--max-processes".to_owned(),
+        config.max_processes.to_string(),
         "--max-file-bytes".to_owned(),
         max_file_bytes(&config.workspace_size_limit).to_string(),
         "--source".to_owned(),

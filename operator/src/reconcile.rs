@@ -36,6 +36,9 @@ const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
 /// Safety net for missed watch events while an Execution is in flight.
 const IN_FLIGHT_RESYNC: Duration = Duration::from_secs(300);
 const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
+/// After a status write lost to a newer version: the watch brings that
+/// version within milliseconds.
+const STALE_RETRY: Duration = Duration::from_millis(500);
 /// A first list of ten thousand pods takes seconds, not this.
 const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
 
@@ -57,6 +60,15 @@ pub async fn reconcile(execution: Arc<Execution>, ctx: Arc<Context>) -> Result<A
 }
 
 pub fn error_policy(execution: Arc<Execution>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::WriteStatus { source, .. } = error {
+        if is_conflict(source) {
+            // The copy this reconcile read was stale: look again at once,
+            // from a store that has caught up.
+            info!(execution = execution.name_any(), "status changed since it was read; reconciling again");
+            ctx.metrics.failures.get_or_create(&ErrorLabels { error: "stale_status".to_owned() }).inc();
+            return Action::requeue(STALE_RETRY);
+        }
+    }
     warn!(execution = execution.name_any(), %error, "reconcile failed; retrying");
     ctx.metrics.failures.get_or_create(&ErrorLabels { error: error.kind().to_owned() }).inc();
     Action::requeue(TRANSIENT_RETRY)
@@ -92,7 +104,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Some(Kept::Forgotten) => {
             // Only a finished run's Job is forgotten, and this run is not.
             info!(job = child, "waiting for an earlier same-named run's Job to go away");
-            return Ok(Action::requeue(Duration::from_secs(2)));
+            return wait_bounded(execution, ctx, &namespace, None, &now).await;
         }
         // The Job this operator just made may not have come back through
         // the watch yet; ask before concluding someone deleted it.
@@ -107,7 +119,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         if !owned_by(existing, execution) {
             // A same-named Execution's Job still being garbage-collected.
             info!(job = child, "waiting for a Job this Execution does not own to go away");
-            return Ok(Action::requeue(Duration::from_secs(2)));
+            return wait_bounded(execution, ctx, &namespace, None, &now).await;
         }
     } else if previous.job_name.is_none() {
         match create_children(execution, ctx, &namespace, &program).await {
@@ -127,7 +139,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         restore_inputs(execution, ctx, &namespace).await?;
     }
     let frame = match &pod {
-        Some(pod) if status::run_terminated(pod) => Some(read_frame(ctx, &namespace, pod).await?),
+        Some(pod) if status::runner_exited_cleanly(pod) => Some(read_frame(ctx, &namespace, pod).await?),
         _ => None,
     };
     let observed =
@@ -137,16 +149,27 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         // Only a finished run carries output; size the spec just then.
         status::fit_to_object_limit(&mut next, spec_bytes(execution));
     }
+    if !next.is_terminal() {
+        let cfg = &ctx.config;
+        match status::overdue(execution, &next, cfg.startup_allowance_seconds, cfg.result_grace_seconds, &now) {
+            Ok(ended) => return end_run(execution, ctx, &namespace, job.as_deref(), ended).await,
+            Err(left) => {
+                if status::worth_writing(&previous, &next) {
+                    write_status(ctx, execution, &namespace, &next).await?;
+                    announce(ctx, execution, &previous, &next);
+                }
+                // Back exactly when the run would be overdue.
+                return Ok(Action::requeue(left.min(IN_FLIGHT_RESYNC)));
+            }
+        }
+    }
     if status::worth_writing(&previous, &next) {
         write_status(ctx, execution, &namespace, &next).await?;
         announce(ctx, execution, &previous, &next);
     }
-    if !next.is_terminal() {
-        return Ok(Action::requeue(IN_FLIGHT_RESYNC));
-    }
     if let Some(job) = job.filter(|_| status::leaves_stuck_pod(&next)) {
         // Stop the kubelet retrying an image that will never come.
-        delete_job(&jobs, &job.name).await?;
+        delete_job(&jobs, &job).await?;
     }
     expire(execution, ctx, &namespace).await
 }
@@ -160,7 +183,13 @@ async fn cancel(
     child: &str,
     now: &Time,
 ) -> Result<Action> {
-    delete_job(jobs, child).await?;
+    match ctx.stores.job(namespace, &execution.name_any()) {
+        Some(Kept::Object(job)) if owned_by(&job, execution) => delete_job(jobs, &job).await?,
+        // Not in the store yet: the Job has this run's name, and a Job of
+        // an earlier same-named run would have been forgotten, not missing.
+        Some(Kept::Object(_)) | Some(Kept::Forgotten) => {}
+        None => delete_job(jobs, &JobRecord { name: child.to_owned(), ..Default::default() }).await?,
+    }
     let next = status::cancelled(execution, now);
     write_status(ctx, execution, namespace, &next).await?;
     announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &next);
@@ -186,7 +215,7 @@ async fn create_children(
         (Ok(_), Ok(job)) => Ok(job),
         (Err(error), Ok(job)) => {
             // No pod may wait for inputs that never come; the retry makes both.
-            delete_job(&Api::namespaced(ctx.client.clone(), namespace), &job.name_any()).await?;
+            delete_job(&Api::namespaced(ctx.client.clone(), namespace), &JobRecord::from(&job)).await?;
             Err(error)
         }
         (_, Err(error)) => Err(error),
@@ -270,17 +299,46 @@ fn spec_bytes(execution: &Execution) -> usize {
     serde_json::to_vec(&execution.spec).map(|v| v.len()).unwrap_or(0)
 }
 
+/// Writes the status through the status subresource, on the condition that
+/// the Execution is still the one this reconcile read (its resourceVersion):
+/// a write derived from a stale copy, such as a cancel racing a result that
+/// just landed or a reconcile of a deleted and re-created Execution, gets a
+/// 409 and the next reconcile looks again. A status the API server refuses
+/// for good because of the program's output is written again without it.
 async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, status: &ExecutionStatus) -> Result<()> {
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), namespace);
-    let body = serde_json::json!({
-        "apiVersion": "sandrun.dev/v1alpha1",
-        "kind": "Execution",
-        "status": status,
-    });
-    api.patch_status(&execution.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map(|_| ())
-        .map_err(|source| Error::WriteStatus { name: execution.name_any(), source })
+    let name = execution.name_any();
+    let send = |status: &ExecutionStatus| {
+        let body = serde_json::json!({
+            "apiVersion": "sandrun.dev/v1alpha1",
+            "kind": "Execution",
+            "metadata": { "resourceVersion": execution.resource_version() },
+            "status": status,
+        });
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map(|_| ())
+        }
+    };
+    match send(status).await {
+        Err(e) if refused_for_good(&e) && (status.stdout.is_some() || status.stderr.is_some()) => {
+            warn!(error = %e, "status refused with the program's output; writing it without");
+            send(&status::without_output(status, &api_message(&e))).await
+        }
+        other => other,
+    }
+    .map_err(|source| Error::WriteStatus { name, source })
+}
+
+/// An answer that the same write will never get past: invalid (400, 422),
+/// too large (413, or etcd's "request is too large", which comes back as a
+/// 500). Conflicts, throttling and other server errors pass with time.
+fn refused_for_good(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => matches!(status.code, 400 | 413 | 422) || status.message.contains("too large"),
+        _ => false,
+    }
 }
 
 async fn reject(execution: &Execution, ctx: &Context, namespace: &str, message: String, now: &Time) -> Result<Action> {
@@ -345,11 +403,49 @@ async fn expire(execution: &Execution, ctx: &Context, namespace: &str) -> Result
     }
 }
 
-async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<()> {
-    match jobs.delete(name, &DeleteParams::background()).await {
+/// Deletes this run's Job, and with a known uid never a successor that took
+/// its name since (409: that one is not ours to delete).
+async fn delete_job(jobs: &Api<Job>, job: &JobRecord) -> Result<()> {
+    let this_one = Preconditions { uid: job.uid.clone(), resource_version: None };
+    let params = DeleteParams { preconditions: Some(this_one), ..DeleteParams::background() };
+    match jobs.delete(&job.name, &params).await {
         Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(source) => Err(Error::Delete { kind: "Job", name: name.to_owned(), source }),
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Err(source) => Err(Error::Delete { kind: "Job", name: job.name.clone(), source }),
+    }
+}
+
+/// Ends a run the operator gave up waiting for: its Job goes (and its pod
+/// with it, once a kubelet acts on it) and the terminal status says why.
+async fn end_run(
+    execution: &Execution,
+    ctx: &Context,
+    namespace: &str,
+    job: Option<&JobRecord>,
+    ended: ExecutionStatus,
+) -> Result<Action> {
+    if let Some(job) = job.filter(|job| owned_by(job, execution)) {
+        delete_job(&Api::namespaced(ctx.client.clone(), namespace), job).await?;
+    }
+    warn!(reason = ended.reason.as_deref().unwrap_or_default(), "run overdue; ending it");
+    write_status(ctx, execution, namespace, &ended).await?;
+    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &ended);
+    expire(execution, ctx, namespace).await
+}
+
+/// Waits for a Job in the way to go, but not past the run's start bound.
+async fn wait_bounded(
+    execution: &Execution,
+    ctx: &Context,
+    namespace: &str,
+    job: Option<&JobRecord>,
+    now: &Time,
+) -> Result<Action> {
+    let cfg = &ctx.config;
+    let current = execution.status.clone().unwrap_or_default();
+    match status::overdue(execution, &current, cfg.startup_allowance_seconds, cfg.result_grace_seconds, now) {
+        Ok(ended) => end_run(execution, ctx, namespace, job, ended).await,
+        Err(left) => Ok(Action::requeue(left.min(Duration::from_secs(2)))),
     }
 }
 

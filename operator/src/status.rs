@@ -3,6 +3,7 @@
 use k8s_openapi::api::batch::v1::JobCondition;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::SignedDuration;
 use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase};
 use sandrun_runner::{parse_frame, RunResult};
 
@@ -28,18 +29,85 @@ const OOM_PEAK_FRACTION: f64 = 0.9;
 /// Room for the whole Execution object; etcd refuses objects over 1.5 MiB.
 const OBJECT_BUDGET_BYTES: usize = 1_300_000;
 
-/// Cuts stdout and stderr further when a large spec leaves less room in the
-/// object than the two capped streams need, so the status write never fails
-/// for size (which would leave the Execution stuck).
+/// Cuts stdout and stderr until the status, measured as the JSON it is sent
+/// as, fits in one object beside the spec. Output is sized escaped: a
+/// control character costs six bytes (`\u0001`), so 256 KiB of them is
+/// 1.5 MiB on the wire.
 pub fn fit_to_object_limit(status: &mut ExecutionStatus, spec_bytes: usize) {
-    let per_stream = OBJECT_BUDGET_BYTES.saturating_sub(spec_bytes) / 2;
-    for (text, truncated) in
-        [(&mut status.stdout, &mut status.stdout_truncated), (&mut status.stderr, &mut status.stderr_truncated)]
-    {
-        if let Some(text) = text.as_mut().filter(|t| t.len() > per_stream) {
-            text.truncate(truncate_at_char(text, per_stream).len());
-            *truncated = true;
+    let (out, err) = (
+        json_len(status.stdout.as_deref().unwrap_or_default()),
+        json_len(status.stderr.as_deref().unwrap_or_default()),
+    );
+    let rest = serde_json::to_vec(status).map_or(0, |v| v.len()).saturating_sub(out + err);
+    // The truncation flags cut output sets are not in `rest` yet.
+    let room = OBJECT_BUDGET_BYTES.saturating_sub(spec_bytes + rest + 64);
+    if out + err <= room {
+        return;
+    }
+    // The smaller stream keeps all it has if that is at most half; the
+    // larger gets what is left.
+    let half = room / 2;
+    let (out_room, err_room) = match (out <= half, err <= half) {
+        (true, _) => (out, room - out),
+        (_, true) => (room - err, err),
+        _ => (half, half),
+    };
+    for (text, truncated, room) in [
+        (&mut status.stdout, &mut status.stdout_truncated, out_room),
+        (&mut status.stderr, &mut status.stderr_truncated, err_room),
+    ] {
+        if let Some(text) = text.as_mut() {
+            let keep = prefix_within_json(text, room);
+            if keep < text.len() {
+                text.truncate(keep);
+                *truncated = true;
+            }
         }
+    }
+}
+
+/// Bytes `c` takes inside a JSON string, as serde_json writes it.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        '\0'..='\u{1f}' => 6,
+        c => c.len_utf8(),
+    }
+}
+
+fn json_len(text: &str) -> usize {
+    text.chars().map(json_char_len).sum()
+}
+
+/// Length in bytes of the longest start of `text` whose JSON form takes at
+/// most `max` bytes.
+fn prefix_within_json(text: &str, max: usize) -> usize {
+    let mut used = 0;
+    for (at, c) in text.char_indices() {
+        used += json_char_len(c);
+        if used > max {
+            return at;
+        }
+    }
+    text.len()
+}
+
+/// The same status without the program's output, for when the API server
+/// refused it as permanently invalid: the run's verdict still lands.
+pub fn without_output(status: &ExecutionStatus, refusal: &str) -> ExecutionStatus {
+    let dropped = |text: &Option<String>| text.as_ref().map(|_| String::new());
+    let message = format!(
+        "{}; its output was dropped: the API server refused the status with it ({})",
+        status.message.as_deref().unwrap_or(status.phase.as_str()),
+        truncate_at_char(refusal, 300)
+    );
+    ExecutionStatus {
+        stdout: dropped(&status.stdout),
+        stdout_truncated: status.stdout.is_some(),
+        stderr: dropped(&status.stderr),
+        stderr_truncated: status.stderr.is_some(),
+        message: Some(message),
+        ..status.clone()
     }
 }
 
@@ -196,8 +264,12 @@ fn finished(
         completion_time: Some(completion),
         ..Default::default()
     };
+    // A frame counts only from a runner that exited 0, which it does only
+    // after every process of the program is gone and the frame is written:
+    // otherwise the termination message may be the program's own forgery.
+    let clean = terminated.exit_code == 0;
     let r = match frame {
-        Some(Frame::Parsed(r)) => r,
+        Some(Frame::Parsed(r)) if clean => r,
         other => {
             let (reason, message) = if let Some(why) = evicted {
                 (reasons::EVICTED, format!("the pod was evicted: {}", why.trim()))
@@ -205,6 +277,7 @@ fn finished(
                 (reasons::OOM_KILLED, format!("the sandbox exceeded its {memory} memory limit"))
             } else {
                 let why = match other {
+                    _ if !clean => "a result counts only from a runner that exited 0".to_owned(),
                     Some(Frame::Unreadable(e)) => format!("its result could not be read: {e}"),
                     _ => "it reported no result".to_owned(),
                 };
@@ -232,6 +305,12 @@ fn finished(
             Phase::TimedOut,
             reasons::DEADLINE_EXCEEDED,
             format!("killed after its {}s timeout", execution.spec.timeout_seconds()),
+        )
+    } else if r.process_limit_exceeded {
+        (
+            Phase::Failed,
+            reasons::TOO_MANY_PROCESSES,
+            "killed for running more processes at once than allowed".to_owned(),
         )
     } else if oom {
         (Phase::Failed, reasons::OOM_KILLED, format!("killed for exceeding its {memory} memory limit"))
@@ -320,13 +399,70 @@ pub fn worth_writing(previous: &ExecutionStatus, next: &ExecutionStatus) -> bool
 /// The runner's frame from the run container's termination message, when it
 /// fit there; otherwise it has to be read from the log.
 pub fn frame_in_message(pod: &PodView) -> Option<RunResult> {
-    let state = container_state(pod, RUN_CONTAINER, false)?;
-    parse_frame(state.terminated?.message.as_deref()?)?.ok()
+    let terminated = container_state(pod, RUN_CONTAINER, false)?.terminated.filter(|t| t.exit_code == 0)?;
+    parse_frame(terminated.message.as_deref()?)?.ok()
 }
 
-/// Whether the run container has ended, so the runner's frame can be read.
-pub fn run_terminated(pod: &PodView) -> bool {
-    container_state(pod, RUN_CONTAINER, false).is_some_and(|s| s.terminated.is_some())
+/// Whether the run container has ended with exit code 0, so the runner's
+/// frame is there to be read and can be trusted. Any other end gets no look
+/// at the frame: what is there may be the program's.
+pub fn runner_exited_cleanly(pod: &PodView) -> bool {
+    container_state(pod, RUN_CONTAINER, false).and_then(|s| s.terminated).is_some_and(|t| t.exit_code == 0)
+}
+
+/// When a run still in flight is overdue, the terminal status the operator
+/// writes as it ends the run; otherwise how long until it would be. Every
+/// run ends within a bound the program cannot move:
+/// - started: `timeoutSeconds` + `resultGraceSeconds` after the program's
+///   start (the runner stopped, or the node stopped reporting);
+/// - not started: `timeoutSeconds` + `startupAllowanceSeconds` after the
+///   Execution was created (a Job it cannot own, a store that never lists).
+pub fn overdue(
+    execution: &Execution,
+    next: &ExecutionStatus,
+    startup_allowance_seconds: u32,
+    result_grace_seconds: u32,
+    now: &Time,
+) -> Result<ExecutionStatus, std::time::Duration> {
+    let timeout = execution.spec.timeout_seconds();
+    let (from, allowance, reason, message) = match &next.start_time {
+        Some(started) => (
+            started.0,
+            result_grace_seconds,
+            reasons::RESULT_OVERDUE,
+            format!(
+                "no result {timeout}s (its timeout) + {result_grace_seconds}s after the program started: the \
+                 runner was stopped or killed, or its node stopped reporting; the operator ended the run"
+            ),
+        ),
+        None => {
+            let Some(created) = &execution.metadata.creation_timestamp else {
+                return Err(std::time::Duration::MAX);
+            };
+            (
+                created.0,
+                startup_allowance_seconds,
+                reasons::START_TIMEOUT,
+                format!(
+                    "the program did not start within {}s of the Execution's creation; the operator ended the run",
+                    u64::from(timeout) + u64::from(startup_allowance_seconds)
+                ),
+            )
+        }
+    };
+    let bound = SignedDuration::from_secs(i64::from(timeout) + i64::from(allowance));
+    let left = bound - now.0.duration_since(from);
+    if left.is_positive() {
+        return Err(left.unsigned_abs());
+    }
+    let ended = ExecutionStatus {
+        start_time: next.start_time.clone(),
+        job_name: next.job_name.clone(),
+        pod_name: next.pod_name.clone(),
+        ..failed(reason, message, now)
+    };
+    let previous = execution.status.clone().unwrap_or_default();
+    Ok(with_conditions(ended, &previous, execution.metadata.generation, now))
 }
 
 fn container_state(pod: &PodView, name: &str, init: bool) -> Option<ContainerState> {

@@ -322,7 +322,8 @@ fn streams_shrink_to_fit_beside_a_large_spec() {
         ExecutionStatus { stdout: Some("é".repeat(200_000)), stderr: Some("small".into()), ..Default::default() };
     fit_to_object_limit(&mut s, 1_000_000);
     let stdout = s.stdout.unwrap();
-    assert!(stdout.len() <= 150_000 && stdout.len() > 149_000, "{}", stdout.len());
+    // What the small stderr leaves of the 300 kB beside the spec.
+    assert!(stdout.len() <= 300_000 && stdout.len() > 299_000, "{}", stdout.len());
     assert!(s.stdout_truncated);
     assert_eq!((s.stderr.as_deref(), s.stderr_truncated), (Some("small"), false));
     let mut untouched = ExecutionStatus { stdout: Some("x".repeat(262_144)), ..Default::default() };
@@ -411,5 +412,97 @@ fn a_frame_in_the_termination_message_is_read_from_the_pod() {
     ];
     for (case, pod, want) in cases {
         assert_eq!(frame_in_message(&pod), want, "{case}");
+    }
+}
+
+#[test]
+fn a_frame_from_a_runner_that_did_not_exit_0_is_not_trusted() {
+    // The program wrote a frame claiming success where the operator reads
+    // results, then killed the runner.
+    let forged = frame(|r| r.stdout = "ALL TESTS PASSED\n".into());
+    for (case, exit_code, reason) in [("killed", 137, "Error"), ("runner failed to write", 71, "Error")] {
+        let s = derive_with(Some(&job(json!([]))), Some(&run_terminated(exit_code, reason)), forged.clone());
+        assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some(reasons::RESULT_MISSING)), "{case}");
+        assert_eq!(s.stdout, None, "{case}: the forged output was taken");
+        assert!(s.message.unwrap().contains("exited 0"), "{case}");
+    }
+    let message = |exit_code: i64| {
+        pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": exit_code,
+            "message": RunResult { exit_code: Some(0), ..Default::default() }.to_frame()}}}]}))
+    };
+    assert!(frame_in_message(&message(137)).is_none());
+    assert!(!runner_exited_cleanly(&message(137)));
+    assert!(runner_exited_cleanly(&message(0)));
+}
+
+#[test]
+fn a_fork_bomb_has_its_own_reason() {
+    let f = frame(|r| {
+        r.exit_code = None;
+        r.signal = Some(9);
+        r.process_limit_exceeded = true;
+    });
+    let s = derive_with(Some(&job(json!([]))), Some(&run_terminated(0, "Completed")), f);
+    assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some(reasons::TOO_MANY_PROCESSES)));
+}
+
+#[test]
+fn output_is_sized_as_the_json_it_is_sent_as() {
+    // 256 KiB of a control character is 1.5 MiB once escaped.
+    let mut s = ExecutionStatus {
+        phase: Phase::Succeeded,
+        stdout: Some("\u{1}".repeat(262_144)),
+        stderr: Some("e\n".repeat(1000)),
+        ..Default::default()
+    };
+    fit_to_object_limit(&mut s, 2_000);
+    let size = serde_json::to_vec(&s).unwrap().len();
+    assert!(size + 2_000 <= OBJECT_BUDGET_BYTES, "status is {size} bytes");
+    assert!(size + 2_000 > OBJECT_BUDGET_BYTES - 1_000, "cut more than needed: {size} bytes");
+    assert!(s.stdout_truncated);
+    assert_eq!((s.stderr.as_deref().map(str::len), s.stderr_truncated), (Some(2000), false));
+    for (text, max, want) in
+        [("a\"b", 2, 1), ("a\"b", 3, 2), ("a\"b", 4, 3), ("\u{1}x", 5, 0), ("\u{1}x", 7, 2), ("é", 1, 0)]
+    {
+        assert_eq!(prefix_within_json(text, max), want, "{text:?} within {max}");
+    }
+}
+
+#[test]
+fn a_refused_status_keeps_its_verdict_without_output() {
+    let s = derive_with(Some(&job(json!([]))), Some(&run_terminated(0, "Completed")), frame(|_| {}));
+    let trimmed = without_output(&s, "etcdserver: request is too large");
+    assert_eq!((trimmed.phase, trimmed.reason.clone(), trimmed.exit_code), (s.phase, s.reason.clone(), s.exit_code));
+    assert_eq!((trimmed.stdout.as_deref(), trimmed.stdout_truncated), (Some(""), true));
+    assert!(trimmed.message.unwrap().contains("request is too large"));
+}
+
+#[test]
+fn table_of_run_bounds() {
+    let at = |seconds: i64| Time(Timestamp::from_second(1_800_000_000 + seconds).unwrap());
+    let mut e = execution(); // timeout 2 s
+    e.metadata.creation_timestamp = Some(at(0));
+    let running = ExecutionStatus { phase: Phase::Running, start_time: Some(at(10)), ..Default::default() };
+    let pending = ExecutionStatus::default();
+    // (case, status so far, now, overdue with reason / seconds left)
+    let cases: [(&str, &ExecutionStatus, i64, Result<&str, u64>); 5] = [
+        ("running, inside timeout + grace", &running, 20, Err(7)),
+        ("running, at the bound", &running, 27, Ok(reasons::RESULT_OVERDUE)),
+        ("running, long past", &running, 500, Ok(reasons::RESULT_OVERDUE)),
+        ("never started, inside the allowance", &pending, 100, Err(2)),
+        ("never started, past the allowance", &pending, 102, Ok(reasons::START_TIMEOUT)),
+    ];
+    for (case, status, now, want) in cases {
+        let got = overdue(&e, status, 100, 15, &at(now));
+        match (got, want) {
+            (Ok(s), Ok(reason)) => {
+                assert_eq!((s.phase, s.reason.as_deref()), (Phase::Failed, Some(reason)), "{case}");
+                assert_eq!(s.start_time, status.start_time, "{case}");
+                assert_eq!(s.condition(condition_types::COMPLETE).map(|c| c.status.as_str()), Some("True"), "{case}");
+            }
+            (Err(left), Err(seconds)) => assert_eq!(left.as_secs(), seconds, "{case}"),
+            (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+        }
     }
 }

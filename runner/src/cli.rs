@@ -9,7 +9,7 @@ use crate::run::RunConfig;
 pub const USAGE: &str = "usage:
   sandrun-runner install DIR
       copy this binary into DIR (run by the init container)
-  sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--memory-limit-bytes N] [--stdin FILE]
+  sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--memory-limit-bytes N] [--max-processes N] [--stdin FILE]
                      [--source DIR] [--workdir DIR] [--result-file FILE] -- COMMAND [ARG...]
       run COMMAND and print one result frame (also left in FILE when it fits
       a termination message)";
@@ -66,6 +66,7 @@ fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
             "--timeout-ms" => config.timeout = Duration::from_millis(number(flag, value)?),
             "--max-output-bytes" => config.max_output_bytes = number(flag, value)? as usize,
             "--memory-limit-bytes" => config.memory_limit_bytes = number(flag, value)?,
+            "--max-processes" => config.max_processes = number(flag, value)? as usize,
             "--max-file-bytes" => config.max_file_bytes = number(flag, value)?,
             "--stdin" => config.stdin = Some(value.into()),
             "--source" => config.source = Some(value.into()),
@@ -92,13 +93,14 @@ mod tests {
     #[test]
     fn parses_a_full_run() {
         let cmd = parse(&args(
-            "run --timeout-ms 2000 --max-output-bytes 10 --memory-limit-bytes 99 --max-file-bytes 7 --stdin /in --source /src --workdir /w --result-file /dev/termination-log -- python3 main.py -v",
+            "run --timeout-ms 2000 --max-output-bytes 10 --memory-limit-bytes 99 --max-processes 5 --max-file-bytes 7 --stdin /in --source /src --workdir /w --result-file /dev/termination-log -- python3 main.py -v",
         ))
         .unwrap();
         let Command::Run(c) = cmd else { panic!("not run") };
         assert_eq!(c.timeout, Duration::from_secs(2));
         assert_eq!(c.max_output_bytes, 10);
         assert_eq!(c.memory_limit_bytes, 99);
+        assert_eq!(c.max_processes, 5);
         assert_eq!(c.max_file_bytes, 7);
         assert_eq!(c.stdin, Some("/in".into()));
         assert_eq!(c.source, Some("/src".into()));

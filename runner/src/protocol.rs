@@ -30,6 +30,10 @@ pub struct RunResult {
     pub stderr_bytes: u64,
     /// The runner's own failure (the program could not be started, ...).
     pub error: Option<String>,
+    /// The runner killed the program for running more processes at once
+    /// than it may (a fork bomb).
+    #[serde(default)]
+    pub process_limit_exceeded: bool,
 }
 
 impl RunResult {

@@ -3,13 +3,13 @@
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::capture::{drain, to_text, SharedCapture};
-use crate::memory::session_rss_bytes;
+use crate::procs;
 use crate::protocol::RunResult;
 
 /// How long to wait for the output pipes to close after the program is gone.
@@ -17,13 +17,18 @@ use crate::protocol::RunResult;
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often the program is checked for exit, deadline and memory.
 const POLL: Duration = Duration::from_millis(5);
+/// A fork bomb is gone within milliseconds of SIGKILL; past this the runner
+/// reports what it has rather than hang.
+const KILL_ALL_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     pub timeout: Duration,
     pub max_output_bytes: usize,
-    /// Kill the program when its session's resident memory passes this (0: off).
+    /// Kill the program when its processes' resident memory passes this (0: off).
     pub memory_limit_bytes: u64,
+    /// Kill the program when it has more processes than this at once (0: off).
+    pub max_processes: usize,
     /// Largest file the program may write (RLIMIT_FSIZE; 0: off). The kernel
     /// stops it at once, where the kubelet's disk accounting takes seconds.
     pub max_file_bytes: u64,
@@ -42,6 +47,7 @@ impl Default for RunConfig {
             timeout: Duration::from_secs(30),
             max_output_bytes: 64 * 1024,
             memory_limit_bytes: 0,
+            max_processes: 0,
             max_file_bytes: 0,
             stdin: None,
             source: None,
@@ -53,6 +59,7 @@ impl Default for RunConfig {
 }
 
 pub fn run(config: &RunConfig) -> RunResult {
+    shield();
     if let (Some(source), Some(workdir)) = (&config.source, &config.workdir) {
         if let Err(e) = copy_tree(source, workdir) {
             return failed_to_start(format!("could not copy source files into {}: {e}", workdir.display()));
@@ -103,9 +110,12 @@ pub fn run(config: &RunConfig) -> RunResult {
     let (stdout, stdout_done) = spawn_drain(child.stdout.take(), cap);
     let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
 
-    let outcome = supervise(&mut child, config.timeout, config.memory_limit_bytes);
+    // Reaped by `supervise` with waitpid(-1), which also collects orphans.
+    let outcome = supervise(child.id(), config);
     let duration = started.elapsed();
-    kill_group(child.id());
+    // Nothing the program started outlives it: once every process is gone,
+    // nothing can write into the pipes (or anywhere else) after the frame.
+    let all_gone = procs::kill_all(std::process::id(), KILL_ALL_WITHIN, |_, _| {});
     let pipes_deadline = Instant::now() + PIPE_GRACE;
     for done in [stdout_done, stderr_done] {
         let _ = done.recv_timeout(pipes_deadline.saturating_duration_since(Instant::now()));
@@ -122,6 +132,7 @@ pub fn run(config: &RunConfig) -> RunResult {
         } else {
             oom_before.zip(oom_kill_count()).map(|(before, after)| after > before)
         },
+        process_limit_exceeded: outcome.over_processes,
         ..Default::default()
     };
     if let Ok(c) = stdout.lock() {
@@ -134,8 +145,27 @@ pub fn run(config: &RunConfig) -> RunResult {
     }
     if outcome.status.is_none() {
         result.error = Some("lost track of the program (wait failed)".to_owned());
+    } else if !all_gone {
+        result.error = Some(format!("processes of the program were still alive {KILL_ALL_WITHIN:?} after SIGKILL"));
     }
     result
+}
+
+/// What the runner does to itself before the program exists, so that the
+/// program cannot reach it:
+/// - not dumpable: a process of the same uid can neither ptrace it nor open
+///   its `/proc/PID/{mem,environ,fd}`, so it cannot rewrite the runner's
+///   memory or write into its stdout (the container log);
+/// - child subreaper: an orphaned grandchild (a double fork, `setsid()`) is
+///   re-parented to the runner and stays one of its descendants, counted by
+///   the memory watch and killed at the end.
+fn shield() {
+    // SAFETY: prctl with these options takes plain integers. Failure leaves
+    // the runner as it was; as pid 1 of its container it is the reaper anyway.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
 }
 
 fn failed_to_start(message: String) -> RunResult {
@@ -166,44 +196,44 @@ struct Outcome {
     status: Option<ExitStatus>,
     timed_out: bool,
     over_memory: bool,
-    /// Largest session resident size sampled.
+    over_processes: bool,
+    /// Largest resident size of all the program's processes sampled.
     peak_rss: u64,
 }
 
-/// Waits for the program; kills its whole session at the deadline or when
-/// it passes its memory limit.
-fn supervise(child: &mut Child, timeout: Duration, memory_limit: u64) -> Outcome {
-    let deadline = Instant::now() + timeout;
-    let mut outcome = Outcome { status: None, timed_out: false, over_memory: false, peak_rss: 0 };
+/// Waits for the program's main process; kills all of its processes at the
+/// deadline, or when together they pass the memory or process limit.
+fn supervise(main: u32, config: &RunConfig) -> Outcome {
+    let deadline = Instant::now() + config.timeout;
+    let me = std::process::id();
+    let mut outcome =
+        Outcome { status: None, timed_out: false, over_memory: false, over_processes: false, peak_rss: 0 };
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                outcome.status = Some(status);
-                return outcome;
+        procs::reap(&mut |pid, status| {
+            if pid == main {
+                outcome.status = Some(ExitStatus::from_raw(status));
             }
-            Ok(None) => {}
-            Err(_) => return outcome,
+        });
+        if outcome.status.is_some() {
+            return outcome;
         }
-        if memory_limit > 0 {
-            let rss = session_rss_bytes(child.id());
-            outcome.peak_rss = outcome.peak_rss.max(rss);
-            outcome.over_memory = rss > memory_limit;
+        if config.memory_limit_bytes > 0 || config.max_processes > 0 {
+            let usage = procs::usage(me);
+            outcome.peak_rss = outcome.peak_rss.max(usage.rss_bytes);
+            outcome.over_memory = config.memory_limit_bytes > 0 && usage.rss_bytes > config.memory_limit_bytes;
+            outcome.over_processes = config.max_processes > 0 && usage.processes > config.max_processes;
         }
         let now = Instant::now();
         outcome.timed_out = now >= deadline;
-        if outcome.timed_out || outcome.over_memory {
-            kill_group(child.id());
-            outcome.status = child.wait().ok();
+        if outcome.timed_out || outcome.over_memory || outcome.over_processes {
+            procs::kill_all(me, KILL_ALL_WITHIN, |pid, status| {
+                if pid == main {
+                    outcome.status = Some(ExitStatus::from_raw(status));
+                }
+            });
             return outcome;
         }
         thread::sleep((deadline - now).min(POLL));
-    }
-}
-
-fn kill_group(pid: u32) {
-    // SAFETY: plain syscall; a stale group id only yields ESRCH.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
     }
 }
 
@@ -246,8 +276,62 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Runs reap with waitpid(-1) and kill every descendant of this
+    /// process: two at once would take each other's children.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn run(config: &RunConfig) -> RunResult {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        super::run(config)
+    }
+
     fn sh(script: &str) -> RunConfig {
         RunConfig { command: vec!["sh".into(), "-c".into(), script.into()], ..Default::default() }
+    }
+
+    /// Whether a process whose command line contains `marker` is alive.
+    fn alive(marker: &str) -> bool {
+        procs::snapshot().iter().filter(|p| !p.zombie).any(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+    }
+
+    #[test]
+    fn a_grandchild_in_its_own_session_is_killed_at_the_deadline() {
+        // setsid leaves the program's session and process group: only
+        // ancestry still ties it to the runner.
+        let mut config = sh("setsid sleep 31.5 & sleep 30");
+        config.timeout = Duration::from_millis(300);
+        let r = run(&config);
+        assert!(r.timed_out, "{r:?}");
+        assert!(!alive("sleep 31.5"), "the setsid grandchild outlived the run");
+    }
+
+    #[test]
+    fn a_daemon_left_behind_is_killed_when_the_program_exits() {
+        let r = run(&sh("setsid sh -c 'sleep 32.5' & echo started"));
+        assert_eq!((r.exit_code, r.stdout.as_str()), (Some(0), "started\n"));
+        assert!(!alive("sleep 32.5"), "the daemon outlived the run");
+    }
+
+    #[test]
+    fn memory_of_a_grandchild_in_its_own_session_counts() {
+        let hog = "import time; b = bytearray(200 * 1024 * 1024); time.sleep(30)";
+        let mut config = sh(&format!("setsid python3 -c '{hog}' & sleep 30"));
+        config.memory_limit_bytes = 64 * 1024 * 1024;
+        let r = run(&config);
+        assert_eq!((r.oom_killed, r.timed_out), (Some(true), false), "{r:?}");
+    }
+
+    #[test]
+    fn a_fork_bomb_is_stopped_at_the_process_limit() {
+        let mut config = sh("for i in $(seq 200); do sleep 33.5 & done; wait");
+        config.max_processes = 50;
+        let r = run(&config);
+        assert!(r.process_limit_exceeded, "{r:?}");
+        assert!(!r.timed_out);
+        assert!(!alive("sleep 33.5"), "forked processes outlived the run");
     }
 
     #[test]
@@ -259,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn kills_the_whole_group_at_the_deadline() {
+    fn kills_every_process_at_the_deadline() {
         let mut config = sh("sleep 30 & sleep 30; echo never");
         config.timeout = Duration::from_millis(300);
         let started = Instant::now();
