@@ -424,12 +424,14 @@ async fn end_run(
     job: Option<&JobRecord>,
     ended: ExecutionStatus,
 ) -> Result<Action> {
+    warn!(reason = ended.reason.as_deref().unwrap_or_default(), "run overdue; ending it");
+    // The verdict first: written against the copy read, it cannot land on
+    // a result that came in meanwhile (409), and then the Job must stay.
+    write_status(ctx, execution, namespace, &ended).await?;
+    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &ended);
     if let Some(job) = job.filter(|job| owned_by(job, execution)) {
         delete_job(&Api::namespaced(ctx.client.clone(), namespace), job).await?;
     }
-    warn!(reason = ended.reason.as_deref().unwrap_or_default(), "run overdue; ending it");
-    write_status(ctx, execution, namespace, &ended).await?;
-    announce(ctx, execution, &execution.status.clone().unwrap_or_default(), &ended);
     expire(execution, ctx, namespace).await
 }
 

@@ -58,6 +58,15 @@ impl Default for RunConfig {
     }
 }
 
+/// Whether any process of the program may still be alive after the run.
+/// If so, nothing it writes after the frame can be ruled out, and the
+/// runner must not exit 0.
+pub fn survivors(result: &RunResult) -> bool {
+    result.error.as_deref().is_some_and(|e| e.starts_with(SURVIVORS))
+}
+
+const SURVIVORS: &str = "processes of the program were still alive";
+
 pub fn run(config: &RunConfig) -> RunResult {
     shield();
     if let (Some(source), Some(workdir)) = (&config.source, &config.workdir) {
@@ -146,7 +155,7 @@ pub fn run(config: &RunConfig) -> RunResult {
     if outcome.status.is_none() {
         result.error = Some("lost track of the program (wait failed)".to_owned());
     } else if !all_gone {
-        result.error = Some(format!("processes of the program were still alive {KILL_ALL_WITHIN:?} after SIGKILL"));
+        result.error = Some(format!("{SURVIVORS} {KILL_ALL_WITHIN:?} after SIGKILL"));
     }
     result
 }
