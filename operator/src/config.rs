@@ -25,8 +25,9 @@ pub struct OperatorConfig {
     /// the runner reports within about a second of its deadline unless the
     /// program stopped it or the node stopped reporting.
     pub result_grace_seconds: u32,
-    /// Most processes a program may run at once; more is a fork bomb, killed
-    /// with `TooManyProcesses`.
+    /// Most tasks (processes and threads) a program may run at once: the
+    /// kernel refuses more, and a program that reaches them is killed with
+    /// `TooManyProcesses` (a fork bomb).
     pub max_processes: u32,
     /// Size limit of the writable working directory.
     pub workspace_size_limit: String,
@@ -69,7 +70,7 @@ impl Default for OperatorConfig {
             // The kubelet reports a container's end within about a second;
             // a busy node, a few more.
             result_grace_seconds: 15,
-            max_processes: 256,
+            max_processes: 128,
             workspace_size_limit: "256Mi".to_owned(),
             sandbox_memory_overhead: "64Mi".to_owned(),
             sandbox_memory_headroom: "256Mi".to_owned(),

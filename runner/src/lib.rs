@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod memory;
 pub mod procs;
 pub mod protocol;
 pub mod run;

@@ -20,6 +20,7 @@ pub struct Proc {
     pub pid: u32,
     pub ppid: u32,
     pub rss_pages: u64,
+    pub threads: u64,
     /// Exited but not yet reaped: holds no memory and cannot be killed.
     pub zombie: bool,
 }
@@ -36,7 +37,7 @@ pub fn snapshot() -> Vec<Proc> {
         .collect()
 }
 
-/// The live (non-zombie) descendants of `root` in `procs`.
+/// The descendants of `root` in `procs`, zombies included.
 pub fn descendants(root: u32, procs: &[Proc]) -> Vec<Proc> {
     let mut children: HashMap<u32, Vec<&Proc>> = HashMap::new();
     for p in procs {
@@ -47,26 +48,29 @@ pub fn descendants(root: u32, procs: &[Proc]) -> Vec<Proc> {
         for child in children.get(&pid).into_iter().flatten() {
             if seen.insert(child.pid) {
                 stack.push(child.pid);
-                if !child.zombie {
-                    found.push(**child);
-                }
+                found.push(**child);
             }
         }
     }
     found
 }
 
-/// What the program's processes hold and how many there are.
+/// What the program's processes hold, and how many tasks they take as
+/// RLIMIT_NPROC counts them: every thread, and every zombie not yet reaped
+/// (a fork bomb leaves many).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Usage {
     pub rss_bytes: u64,
-    pub processes: usize,
+    pub tasks: u64,
 }
 
 pub fn usage(root: u32) -> Usage {
     let page = page_size();
-    let live = descendants(root, &snapshot());
-    Usage { rss_bytes: live.iter().map(|p| p.rss_pages * page).sum(), processes: live.len() }
+    let all = descendants(root, &snapshot());
+    Usage {
+        rss_bytes: all.iter().filter(|p| !p.zombie).map(|p| p.rss_pages * page).sum(),
+        tasks: all.iter().map(|p| p.threads.max(1)).sum(),
+    }
 }
 
 /// SIGKILLs every descendant of `root` and reaps them, until none is left or
@@ -76,7 +80,7 @@ pub fn usage(root: u32) -> Usage {
 pub fn kill_all(root: u32, within: Duration, mut on_reaped: impl FnMut(u32, i32)) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        let live = descendants(root, &snapshot());
+        let live: Vec<Proc> = descendants(root, &snapshot()).into_iter().filter(|p| !p.zombie).collect();
         for p in &live {
             // SAFETY: plain syscall; a pid that just exited yields ESRCH.
             unsafe {
@@ -113,11 +117,12 @@ pub fn reap(on_reaped: &mut impl FnMut(u32, i32)) {
 pub fn parse_stat(pid: u32, stat: &str) -> Option<Proc> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state ppid pgrp session ... with rss the 22nd field.
+    // After the name: state ppid pgrp ..., num_threads the 18th, rss the 22nd.
     let zombie = matches!(*fields.first()?, "Z" | "X");
     let ppid = fields.get(1)?.parse().ok()?;
+    let threads = fields.get(17)?.parse().ok()?;
     let rss_pages = fields.get(21)?.parse().ok()?;
-    Some(Proc { pid, ppid, rss_pages, zombie })
+    Some(Proc { pid, ppid, rss_pages, threads, zombie })
 }
 
 fn page_size() -> u64 {
@@ -135,13 +140,15 @@ mod tests {
     use super::*;
 
     fn p(pid: u32, ppid: u32, rss_pages: u64) -> Proc {
-        Proc { pid, ppid, rss_pages, zombie: false }
+        Proc { pid, ppid, rss_pages, threads: 1, zombie: false }
     }
 
     #[test]
     fn parses_a_stat_line_with_a_hostile_name() {
         let stat = "42 (evil) 1 2 3) S 7 42 42 0 -1 4194560 100 0 0 0 1 0 0 0 20 0 1 0 12345 10000000 2560 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
         assert_eq!(parse_stat(42, stat), Some(p(42, 7, 2560)));
+        let threaded = stat.replacen(" 20 0 1 0 12345", " 20 0 9 0 12345", 1);
+        assert_eq!(parse_stat(42, &threaded).map(|p| p.threads), Some(9));
         let zombie = stat.replacen(") S ", ") Z ", 1);
         assert!(parse_stat(42, &zombie).unwrap().zombie);
     }
@@ -155,8 +162,8 @@ mod tests {
     #[test]
     fn descendants_follow_ancestry_not_sessions() {
         // 10 is the runner; 11 the program; 12 a grandchild that called
-        // setsid(); 13 an orphan re-parented to the runner; 20 a stranger;
-        // 14 a zombie, which holds nothing.
+        // setsid(); 13 an orphan re-parented to the runner; 14 a zombie;
+        // 20 and 21 strangers.
         let procs = [p(10, 1, 5), p(11, 10, 1), p(12, 11, 2), p(13, 10, 3), p(20, 1, 100), p(21, 20, 100)];
         let mut zombie = p(14, 11, 0);
         zombie.zombie = true;
@@ -164,7 +171,7 @@ mod tests {
         all.push(zombie);
         let mut found: Vec<u32> = descendants(10, &all).iter().map(|p| p.pid).collect();
         found.sort();
-        assert_eq!(found, [11, 12, 13]);
+        assert_eq!(found, [11, 12, 13, 14]);
     }
 
     #[test]

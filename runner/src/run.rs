@@ -9,14 +9,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::capture::{drain, to_text, SharedCapture};
-use crate::procs;
 use crate::protocol::RunResult;
+use crate::{memory, procs};
 
 /// How long to wait for the output pipes to close after the program is gone.
 /// A daemonized grandchild may hold them open; its output is not waited for.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often the program is checked for exit, deadline and memory.
 const POLL: Duration = Duration::from_millis(5);
+/// The runner's own tasks: its main thread and the two stream readers.
+const RUNNER_TASKS: usize = 3;
+/// Room above the program's limit before the kernel refuses a fork, so the
+/// limit is reached (and reported) rather than approached for ever.
+const NPROC_SLACK: usize = 8;
 /// A fork bomb is gone within milliseconds of SIGKILL; past this the runner
 /// reports what it has rather than hang.
 const KILL_ALL_WITHIN: Duration = Duration::from_secs(5);
@@ -27,7 +32,9 @@ pub struct RunConfig {
     pub max_output_bytes: usize,
     /// Kill the program when its processes' resident memory passes this (0: off).
     pub memory_limit_bytes: u64,
-    /// Kill the program when it has more processes than this at once (0: off).
+    /// Most tasks (processes and threads) the program may run at once: the
+    /// kernel refuses more (RLIMIT_NPROC) and the runner kills the program
+    /// when it reaches them, a fork bomb (0: off).
     pub max_processes: usize,
     /// Largest file the program may write (RLIMIT_FSIZE; 0: off). The kernel
     /// stops it at once, where the kubelet's disk accounting takes seconds.
@@ -92,12 +99,22 @@ pub fn run(config: &RunConfig) -> RunResult {
     // Own session and process group, so the deadline kills every descendant;
     // and the file size limit, which every descendant inherits.
     let max_file_bytes = config.max_file_bytes;
+    // RLIMIT_NPROC counts every task of the uid, the runner's own included;
+    // the slack lets the program reach its limit, where the runner sees it.
+    let max_tasks =
+        (config.max_processes > 0).then(|| (config.max_processes + RUNNER_TASKS + NPROC_SLACK) as libc::rlim_t);
     // SAFETY: setsid and setrlimit are async-signal-safe and touch no memory
     // of the parent.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(tasks) = max_tasks {
+                let limit = libc::rlimit { rlim_cur: tasks, rlim_max: tasks };
+                if libc::setrlimit(libc::RLIMIT_NPROC, &limit) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             if max_file_bytes > 0 {
                 let limit = libc::rlimit { rlim_cur: max_file_bytes, rlim_max: max_file_bytes };
@@ -110,6 +127,7 @@ pub fn run(config: &RunConfig) -> RunResult {
     }
 
     let oom_before = oom_kill_count();
+    let memory = memory::Source::detect();
     let started = Instant::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -120,7 +138,7 @@ pub fn run(config: &RunConfig) -> RunResult {
     let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
 
     // Reaped by `supervise` with waitpid(-1), which also collects orphans.
-    let outcome = supervise(child.id(), config);
+    let outcome = supervise(child.id(), config, memory);
     let duration = started.elapsed();
     // Nothing the program started outlives it: once every process is gone,
     // nothing can write into the pipes (or anywhere else) after the frame.
@@ -212,7 +230,7 @@ struct Outcome {
 
 /// Waits for the program's main process; kills all of its processes at the
 /// deadline, or when together they pass the memory or process limit.
-fn supervise(main: u32, config: &RunConfig) -> Outcome {
+fn supervise(main: u32, config: &RunConfig, memory: memory::Source) -> Outcome {
     let deadline = Instant::now() + config.timeout;
     let me = std::process::id();
     let mut outcome =
@@ -228,9 +246,11 @@ fn supervise(main: u32, config: &RunConfig) -> Outcome {
         }
         if config.memory_limit_bytes > 0 || config.max_processes > 0 {
             let usage = procs::usage(me);
-            outcome.peak_rss = outcome.peak_rss.max(usage.rss_bytes);
-            outcome.over_memory = config.memory_limit_bytes > 0 && usage.rss_bytes > config.memory_limit_bytes;
-            outcome.over_processes = config.max_processes > 0 && usage.processes > config.max_processes;
+            let bytes = memory.program_bytes(usage.rss_bytes);
+            outcome.peak_rss = outcome.peak_rss.max(bytes);
+            outcome.over_memory = config.memory_limit_bytes > 0 && bytes > config.memory_limit_bytes;
+            // At the limit, not past it: the kernel lets no more start.
+            outcome.over_processes = config.max_processes > 0 && usage.tasks >= config.max_processes as u64;
         }
         let now = Instant::now();
         outcome.timed_out = now >= deadline;
