@@ -19,9 +19,12 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(5);
 /// The runner's own tasks: its main thread and the two stream readers.
 const RUNNER_TASKS: usize = 3;
-/// Room above the program's limit before the kernel refuses a fork, so the
-/// limit is reached (and reported) rather than approached for ever.
-const NPROC_SLACK: usize = 8;
+/// The kernel counts short-lived tasks a 5 ms sample misses: a bash fork
+/// bomb had forks refused for seconds while samples stayed under the limit.
+/// So the runner acts within an eighth of it.
+fn fork_bomb_tasks(max_processes: usize) -> u64 {
+    (max_processes - max_processes / 8).max(1) as u64
+}
 /// A fork bomb is gone within milliseconds of SIGKILL; past this the runner
 /// reports what it has rather than hang.
 const KILL_ALL_WITHIN: Duration = Duration::from_secs(5);
@@ -99,10 +102,8 @@ pub fn run(config: &RunConfig) -> RunResult {
     // Own session and process group, so the deadline kills every descendant;
     // and the file size limit, which every descendant inherits.
     let max_file_bytes = config.max_file_bytes;
-    // RLIMIT_NPROC counts every task of the uid, the runner's own included;
-    // the slack lets the program reach its limit, where the runner sees it.
-    let max_tasks =
-        (config.max_processes > 0).then(|| (config.max_processes + RUNNER_TASKS + NPROC_SLACK) as libc::rlim_t);
+    // RLIMIT_NPROC counts every task of the uid, the runner's own included.
+    let max_tasks = (config.max_processes > 0).then(|| (config.max_processes + RUNNER_TASKS) as libc::rlim_t);
     // SAFETY: setsid and setrlimit are async-signal-safe and touch no memory
     // of the parent.
     unsafe {
@@ -236,21 +237,25 @@ fn supervise(main: u32, config: &RunConfig, memory: memory::Source) -> Outcome {
     let mut outcome =
         Outcome { status: None, timed_out: false, over_memory: false, over_processes: false, peak_rss: 0 };
     loop {
+        // Sampled before reaping, so orphans that died since the last pass
+        // still count as the tasks the kernel counts until they are reaped.
+        if config.memory_limit_bytes > 0 || config.max_processes > 0 {
+            let usage = procs::usage(me);
+            let bytes = memory.program_bytes(usage.rss_bytes);
+            outcome.peak_rss = outcome.peak_rss.max(bytes);
+            outcome.over_memory = config.memory_limit_bytes > 0 && bytes > config.memory_limit_bytes;
+            outcome.over_processes = config.max_processes > 0 && usage.tasks >= fork_bomb_tasks(config.max_processes);
+        }
         procs::reap(&mut |pid, status| {
             if pid == main {
                 outcome.status = Some(ExitStatus::from_raw(status));
             }
         });
         if outcome.status.is_some() {
+            // A program that ended by itself ended within its limits.
+            outcome.over_memory = false;
+            outcome.over_processes = false;
             return outcome;
-        }
-        if config.memory_limit_bytes > 0 || config.max_processes > 0 {
-            let usage = procs::usage(me);
-            let bytes = memory.program_bytes(usage.rss_bytes);
-            outcome.peak_rss = outcome.peak_rss.max(bytes);
-            outcome.over_memory = config.memory_limit_bytes > 0 && bytes > config.memory_limit_bytes;
-            // At the limit, not past it: the kernel lets no more start.
-            outcome.over_processes = config.max_processes > 0 && usage.tasks >= config.max_processes as u64;
         }
         let now = Instant::now();
         outcome.timed_out = now >= deadline;
