@@ -258,11 +258,11 @@ async fn kubelet_killed_and_restarted() -> Vec<String> {
 
 /// The kubelet dies with runs in flight and stays dead: nothing reports
 /// the pods' ends, so the operator ends each run once its result is
-/// overdue (start + timeoutSeconds + 15 s), not at the Job's backstop.
+/// overdue (start + timeoutSeconds + 120 s), not at the Job's backstop.
 async fn kubelet_killed_for_good() -> Vec<String> {
     const RUNS: usize = 5;
     const TIMEOUT: u32 = 10;
-    const RESULT_GRACE: i64 = 15;
+    const RESULT_GRACE: i64 = 120;
     let ns = TestNamespace::new("fault-node-lost").await;
     let api = ns.executions();
     for i in 0..RUNS {

@@ -440,7 +440,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "stop the runner",
             tried: "SIGSTOP the runner, then sleep, with a 2 s timeout",
-            expected: "ended by the operator within timeout + result grace (15 s), not left Running",
+            expected: "ended by the operator within timeout + result grace (120 s), not left Running",
             spec: with_limits(
                 python("import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(600)\n"),
                 limits(2, None),
@@ -448,7 +448,7 @@ fn cases() -> Vec<Case> {
             check: |s| {
                 finished_with(s, Phase::Failed)?;
                 has_reason(s, "ResultOverdue")?;
-                ended_within(s, 2 + 15 + 10)
+                ended_within(s, 2 + 120 + 10)
             },
         },
         Case {

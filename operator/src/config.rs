@@ -67,9 +67,10 @@ impl Default for OperatorConfig {
             // Generous: a full node queues pods, and a queued run should
             // wait for room rather than fail.
             startup_allowance_seconds: 600,
-            // The kubelet reports a container's end within about a second;
-            // a busy node, a few more.
-            result_grace_seconds: 15,
+            // The kubelet reports a container's end within about a second
+            // on a quiet node; with 50 sandboxes starting at once on two
+            // cores it took up to 59 s from the program's start.
+            result_grace_seconds: 120,
             max_processes: 128,
             workspace_size_limit: "256Mi".to_owned(),
             sandbox_memory_overhead: "64Mi".to_owned(),
