@@ -182,11 +182,7 @@ async fn api_server_restarted_mid_run() -> Vec<String> {
     let ns = TestNamespace::new("fault-apiserver").await;
     start_runs(&ns, RUNS, 4).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let down = Instant::now();
-    sigkill(daemon_pid("kube-apiserver"));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    cluster_up();
-    let downtime = down.elapsed();
+    let downtime = daemon_down_for("kube-apiserver", Duration::from_secs(5)).await;
     all_runs_correct(&ns, RUNS).await;
 
     // The gateway's watch came back too: a ?wait= answer arrives through it.
@@ -227,6 +223,16 @@ fn cluster_up() {
     assert!(up.success(), "cluster/up.sh could not bring the cluster back");
 }
 
+/// SIGKILLs one of the cluster's daemons, leaves it down for `away`, then
+/// brings it back; returns how long it was gone.
+async fn daemon_down_for(name: &str, away: Duration) -> Duration {
+    let down = Instant::now();
+    sigkill(daemon_pid(name));
+    tokio::time::sleep(away).await;
+    cluster_up();
+    down.elapsed()
+}
+
 /// Waits until every `run-N` of `count` shows the Running phase.
 async fn all_running(ns: &TestNamespace, count: usize) {
     for i in 0..count {
@@ -244,11 +250,7 @@ async fn kubelet_killed_and_restarted() -> Vec<String> {
     let ns = TestNamespace::new("fault-kubelet").await;
     start_runs(&ns, RUNS, 6).await;
     all_running(&ns, RUNS).await;
-    let down = Instant::now();
-    sigkill(daemon_pid("kubelet"));
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    cluster_up();
-    let downtime = down.elapsed();
+    let downtime = daemon_down_for("kubelet", Duration::from_secs(4)).await;
     all_runs_correct(&ns, RUNS).await;
     row(
         "kubelet SIGKILLed mid-run, restarted",
