@@ -104,7 +104,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         Some(Kept::Forgotten) => {
             // Only a finished run's Job is forgotten, and this run is not.
             info!(job = child, "waiting for an earlier same-named run's Job to go away");
-            return wait_bounded(execution, ctx, &namespace, None, &now).await;
+            return wait_bounded(execution, ctx, &namespace, &now).await;
         }
         // The Job this operator just made may not have come back through
         // the watch yet; ask before concluding someone deleted it.
@@ -119,7 +119,7 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         if !owned_by(existing, execution) {
             // A same-named Execution's Job still being garbage-collected.
             info!(job = child, "waiting for a Job this Execution does not own to go away");
-            return wait_bounded(execution, ctx, &namespace, None, &now).await;
+            return wait_bounded(execution, ctx, &namespace, &now).await;
         }
     } else if previous.job_name.is_none() {
         match create_children(execution, ctx, &namespace, &program).await {
@@ -149,23 +149,23 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
         // Only a finished run carries output; size the spec just then.
         status::fit_to_object_limit(&mut next, spec_bytes(execution));
     }
-    if !next.is_terminal() {
+    // How long a run in flight has before it is overdue.
+    let left = if next.is_terminal() {
+        None
+    } else {
         let cfg = &ctx.config;
         match status::overdue(execution, &next, cfg.startup_allowance_seconds, cfg.result_grace_seconds, &now) {
             Ok(ended) => return end_run(execution, ctx, &namespace, job.as_deref(), ended).await,
-            Err(left) => {
-                if status::worth_writing(&previous, &next) {
-                    write_status(ctx, execution, &namespace, &next).await?;
-                    announce(ctx, execution, &previous, &next);
-                }
-                // Back exactly when the run would be overdue.
-                return Ok(Action::requeue(left.min(IN_FLIGHT_RESYNC)));
-            }
+            Err(left) => Some(left),
         }
-    }
+    };
     if status::worth_writing(&previous, &next) {
         write_status(ctx, execution, &namespace, &next).await?;
         announce(ctx, execution, &previous, &next);
+    }
+    if let Some(left) = left {
+        // Back exactly when the run would be overdue.
+        return Ok(Action::requeue(left.min(IN_FLIGHT_RESYNC)));
     }
     if let Some(job) = job.filter(|_| status::leaves_stuck_pod(&next)) {
         // Stop the kubelet retrying an image that will never come.
@@ -435,18 +435,13 @@ async fn end_run(
     expire(execution, ctx, namespace).await
 }
 
-/// Waits for a Job in the way to go, but not past the run's start bound.
-async fn wait_bounded(
-    execution: &Execution,
-    ctx: &Context,
-    namespace: &str,
-    job: Option<&JobRecord>,
-    now: &Time,
-) -> Result<Action> {
+/// Waits for a Job in the way (not this run's) to go, but not past the
+/// run's start bound.
+async fn wait_bounded(execution: &Execution, ctx: &Context, namespace: &str, now: &Time) -> Result<Action> {
     let cfg = &ctx.config;
     let current = execution.status.clone().unwrap_or_default();
     match status::overdue(execution, &current, cfg.startup_allowance_seconds, cfg.result_grace_seconds, now) {
-        Ok(ended) => end_run(execution, ctx, namespace, job, ended).await,
+        Ok(ended) => end_run(execution, ctx, namespace, None, ended).await,
         Err(left) => Ok(Action::requeue(left.min(Duration::from_secs(2)))),
     }
 }

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use sandrun_runner::cli::{self, Command, USAGE};
-use sandrun_runner::run::{run, survivors};
+use sandrun_runner::run::run;
 use sandrun_runner::termination_message;
 
 /// The frame could not be left in the termination message.
@@ -18,8 +18,8 @@ fn main() -> ExitCode {
     match cli::parse(&args) {
         Ok(Command::Install { dir }) => install(&dir),
         Ok(Command::Run(config)) => {
-            let result = run(&config);
-            let frame = result.to_frame();
+            let finished = run(&config);
+            let frame = finished.result.to_frame();
             // The operator trusts a frame only from a container that exited
             // 0, so 0 must mean: the program's processes are all gone and
             // the frame is written everywhere it will be read. A termination
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             if stdout.write_all(frame.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                 return ExitCode::from(EXIT_NO_LOG);
             }
-            if survivors(&result) {
+            if !finished.contained {
                 return ExitCode::from(EXIT_SURVIVORS);
             }
             // The program's own exit code lives in the frame; the container

@@ -20,7 +20,7 @@ const V2_USAGE: &str = "/sys/fs/cgroup/memory.current";
 pub enum Source {
     /// The container's memory cgroup, less what it held before the program
     /// started (the runner itself).
-    Cgroup { baseline: u64 },
+    Cgroup { counter: Counter, baseline: u64 },
     /// The resident size of every descendant, summed.
     ResidentSum,
 }
@@ -30,8 +30,9 @@ impl Source {
     pub fn detect() -> Self {
         // SAFETY: getpid has no preconditions.
         let init = unsafe { libc::getpid() } == 1;
-        match cgroup_bytes().filter(|_| init) {
-            Some(baseline) => Source::Cgroup { baseline },
+        let found = init.then(|| COUNTERS.iter().find_map(|c| Some((*c, c.read()?)))).flatten();
+        match found {
+            Some((counter, baseline)) => Source::Cgroup { counter, baseline },
             None => Source::ResidentSum,
         }
     }
@@ -39,27 +40,43 @@ impl Source {
     /// The program's memory now, given its processes' resident sum.
     pub fn program_bytes(self, resident_sum: u64) -> u64 {
         match self {
-            Source::Cgroup { baseline } => cgroup_bytes().map_or(resident_sum, |now| now.saturating_sub(baseline)),
+            Source::Cgroup { counter, baseline } => {
+                counter.read().map_or(resident_sum, |now| now.saturating_sub(baseline))
+            }
             Source::ResidentSum => resident_sum,
         }
     }
 }
 
-/// Anonymous and shared-memory bytes of this container's cgroup where
-/// `memory.stat` says (runc: it leaves out the page cache of files the
-/// program writes), else its whole usage (gVisor's cgroupfs has no
-/// `memory.stat`, and counts no file cache in its usage).
-fn cgroup_bytes() -> Option<u64> {
-    let stat = |path: &str, keys: &[&str]| {
-        let text = fs::read_to_string(path).ok()?;
-        let values: Vec<u64> = keys.iter().filter_map(|k| stat_value(&text, k)).collect();
-        (values.len() == keys.len()).then(|| values.iter().sum())
-    };
-    let usage = |path: &str| fs::read_to_string(path).ok()?.trim().parse().ok();
-    stat(V2_STAT, &["anon", "shmem"])
-        .or_else(|| stat(V1_STAT, &["total_rss", "total_shmem"]))
-        .or_else(|| usage(V2_USAGE))
-        .or_else(|| usage(V1_USAGE))
+/// One way to read a memory cgroup's count; the first that reads is kept,
+/// so each sample costs one file read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Counter {
+    /// The sum of these `memory.stat` keys (runc: anonymous and shared
+    /// memory, leaving out the page cache of files the program writes).
+    Stat(&'static str, [&'static str; 2]),
+    /// A whole-usage file (gVisor's cgroupfs has no `memory.stat`, and
+    /// counts no file cache in its usage).
+    Usage(&'static str),
+}
+
+const COUNTERS: [Counter; 4] = [
+    Counter::Stat(V2_STAT, ["anon", "shmem"]),
+    Counter::Stat(V1_STAT, ["total_rss", "total_shmem"]),
+    Counter::Usage(V2_USAGE),
+    Counter::Usage(V1_USAGE),
+];
+
+impl Counter {
+    fn read(self) -> Option<u64> {
+        match self {
+            Counter::Stat(path, keys) => {
+                let text = fs::read_to_string(path).ok()?;
+                keys.iter().map(|k| stat_value(&text, k)).sum()
+            }
+            Counter::Usage(path) => fs::read_to_string(path).ok()?.trim().parse().ok(),
+        }
+    }
 }
 
 fn stat_value(text: &str, key: &str) -> Option<u64> {

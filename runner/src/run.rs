@@ -68,16 +68,16 @@ impl Default for RunConfig {
     }
 }
 
-/// Whether any process of the program may still be alive after the run.
-/// If so, nothing it writes after the frame can be ruled out, and the
-/// runner must not exit 0.
-pub fn survivors(result: &RunResult) -> bool {
-    result.error.as_deref().is_some_and(|e| e.starts_with(SURVIVORS))
+/// What a run ended with.
+#[derive(Debug)]
+pub struct Finished {
+    pub result: RunResult,
+    /// No process of the program is left. When false, nothing it writes
+    /// after the frame can be ruled out, and the runner must not exit 0.
+    pub contained: bool,
 }
 
-const SURVIVORS: &str = "processes of the program were still alive";
-
-pub fn run(config: &RunConfig) -> RunResult {
+pub fn run(config: &RunConfig) -> Finished {
     shield();
     if let (Some(source), Some(workdir)) = (&config.source, &config.workdir) {
         if let Err(e) = copy_tree(source, workdir) {
@@ -174,9 +174,9 @@ pub fn run(config: &RunConfig) -> RunResult {
     if outcome.status.is_none() {
         result.error = Some("lost track of the program (wait failed)".to_owned());
     } else if !all_gone {
-        result.error = Some(format!("{SURVIVORS} {KILL_ALL_WITHIN:?} after SIGKILL"));
+        result.error = Some(format!("processes of the program were still alive {KILL_ALL_WITHIN:?} after SIGKILL"));
     }
-    result
+    Finished { result, contained: all_gone }
 }
 
 /// What the runner does to itself before the program exists, so that the
@@ -196,15 +196,17 @@ fn shield() {
     }
 }
 
-fn failed_to_start(message: String) -> RunResult {
+fn failed_to_start(message: String) -> Finished {
     let stderr = format!("sandrun: {message}\n");
-    RunResult {
+    let result = RunResult {
         exit_code: Some(127),
         stderr_bytes: stderr.len() as u64,
         stderr,
         error: Some(message),
         ..Default::default()
-    }
+    };
+    // Nothing of the program ever ran.
+    Finished { result, contained: true }
 }
 
 fn spawn_drain(pipe: Option<impl std::io::Read + Send + 'static>, cap: usize) -> (SharedCapture, mpsc::Receiver<()>) {
@@ -316,7 +318,9 @@ mod tests {
 
     fn run(config: &RunConfig) -> RunResult {
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        super::run(config)
+        let finished = super::run(config);
+        assert!(finished.contained, "processes outlived the run: {:?}", finished.result);
+        finished.result
     }
 
     fn sh(script: &str) -> RunConfig {
