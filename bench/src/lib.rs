@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use kube::Client;
-use sandrun_e2e::faults::{lease_holder, pod_process};
+use sandrun_e2e::inspect::{lease_holder, pod_process};
 
 pub use error::{Error, Result};
 

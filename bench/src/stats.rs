@@ -102,7 +102,7 @@ pub fn print_rows(title: &str, rows: &[Row]) {
             ]
         })
         .collect();
-    sandrun_e2e::faults::print_table(&["metric", "sandrun", "baseline", "ratio", "goal", ""], &cells);
+    sandrun_e2e::print_table(&["metric", "sandrun", "baseline", "ratio", "goal", ""], &cells);
 }
 
 #[cfg(test)]

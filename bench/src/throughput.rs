@@ -18,7 +18,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use sandrun_crds::{Execution, Phase};
-use sandrun_e2e::faults::daemon_pid;
+use sandrun_e2e::inspect::daemon_pid;
 use serde_json::json;
 
 use crate::error::{bench_error, Error, Result};

@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod gateway;
+pub mod inspect;
 
 use std::process::Command;
 use std::time::Duration;
@@ -134,4 +135,23 @@ pub fn built_binary(name: &str) -> std::path::PathBuf {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| panic!("no `{name}` binary above {}; run hack/up.sh", test.display()))
+}
+
+/// Prints a Markdown table, columns padded to their widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(header.to_vec());
+    println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }

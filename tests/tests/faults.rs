@@ -16,9 +16,10 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use sandrun_api::{ServerMessage, State};
 use sandrun_crds::{Execution, Limits, Phase};
-use sandrun_e2e::faults::{component_pods, daemon_pid, kill_leader, new_leader, pod_process, print_table, sigkill};
+use sandrun_e2e::faults::{kill_leader, new_leader, sigkill};
 use sandrun_e2e::gateway::{next_message, send_json, Gateway, Socket};
-use sandrun_e2e::{kubectl, python, status_of, with_limits, TestNamespace};
+use sandrun_e2e::inspect::{component_pods, daemon_pid, pod_process};
+use sandrun_e2e::{kubectl, print_table, python, status_of, with_limits, TestNamespace};
 use serde_json::json;
 
 #[tokio::test]

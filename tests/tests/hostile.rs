@@ -10,8 +10,8 @@
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
-use sandrun_e2e::faults::{component_pods, print_table, sandrun_rss_mib};
-use sandrun_e2e::{kubectl, program, python, status_of, with_limits, TestNamespace};
+use sandrun_e2e::inspect::{component_pods, sandrun_rss_mib};
+use sandrun_e2e::{kubectl, print_table, program, python, status_of, with_limits, TestNamespace};
 
 /// What a case's status must show; `Err` says what it shows instead.
 type Check = fn(&ExecutionStatus) -> Result<(), String>;

@@ -15,8 +15,9 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use sandrun_crds::{Execution, Phase};
-use sandrun_e2e::faults::{kill_leader, new_leader, RELEASE_NAMESPACE};
+use sandrun_e2e::faults::{kill_leader, new_leader};
 use sandrun_e2e::gateway::{service_addr, Gateway};
+use sandrun_e2e::inspect::RELEASE_NAMESPACE;
 use sandrun_e2e::{kubectl, python, status_of, TestNamespace};
 use serde::Deserialize;
 

@@ -313,7 +313,7 @@ fn gateway_restarts(gw: &Gateway) -> Option<String> {
     if gw.url != format!("http://{}", sandrun_e2e::gateway::service_addr()) {
         return None;
     }
-    Some(sandrun_e2e::faults::component_pods(
+    Some(sandrun_e2e::inspect::component_pods(
         "gateway",
         "{range .items[*]}{.metadata.name}={.status.containerStatuses[0].restartCount} {end}",
     ))

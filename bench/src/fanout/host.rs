@@ -15,14 +15,14 @@ pub fn find_gateway(pid: Option<u32>) -> Result<Process> {
     }
     // Running ones only: a rollout's pending pod is no endpoint yet.
     let pods =
-        sandrun_e2e::faults::component_pods("gateway", r#"{.items[?(@.status.phase=="Running")].metadata.name}"#);
+        sandrun_e2e::inspect::component_pods("gateway", r#"{.items[?(@.status.phase=="Running")].metadata.name}"#);
     let pods: Vec<&str> = pods.split_whitespace().collect();
     let [pod] = pods[..] else {
         return Err(bench_error(format!(
             "the benchmark needs exactly one running gateway pod (all clients on one gateway), found {pods:?}"
         )));
     };
-    let pid = sandrun_e2e::faults::pod_process(pod, "sandrun-gateway")
+    let pid = sandrun_e2e::inspect::pod_process(pod, "sandrun-gateway")
         .ok_or_else(|| bench_error(format!("no sandrun-gateway process of pod {pod} on this host")))?;
     Ok(Process { pid })
 }
