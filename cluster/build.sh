@@ -85,7 +85,7 @@ build_containerd() {
     return 0
   fi
   grep -q "containerd/containerd/v2 $CONTAINERD_VERSION" "$mod/go.mod" ||
-    die "cluster/containerd/go.mod does not require containerd $CONTAINERD_VERSION (lib/tools.env)"
+    die "cluster/containerd/go.mod does not require containerd $CONTAINERD_VERSION (versions.env)"
   log "building containerd $CONTAINERD_VERSION"
   local start=$SECONDS tmp p
   mkdir -p "$bin"
@@ -109,7 +109,7 @@ build_coredns() {
     return 0
   fi
   grep -q "coredns/coredns $COREDNS_VERSION" "$mod/go.mod" ||
-    die "cluster/coredns/go.mod does not require coredns $COREDNS_VERSION (lib/tools.env)"
+    die "cluster/coredns/go.mod does not require coredns $COREDNS_VERSION (versions.env)"
   log "building coredns $COREDNS_VERSION"
   mkdir -p "$(dirname "$COREDNS_BIN")"
   tmp="$COREDNS_BIN.tmp.$$"
@@ -129,7 +129,7 @@ build_kube_router() {
     return 0
   fi
   grep -q "cloudnativelabs/kube-router/v2 $KUBE_ROUTER_VERSION" "$mod/go.mod" ||
-    die "cluster/kube-router/go.mod does not require kube-router $KUBE_ROUTER_VERSION (lib/tools.env)"
+    die "cluster/kube-router/go.mod does not require kube-router $KUBE_ROUTER_VERSION (versions.env)"
   log "building kube-router $KUBE_ROUTER_VERSION"
   mkdir -p "$(dirname "$KUBE_ROUTER_BIN")"
   tmp="$KUBE_ROUTER_BIN.tmp.$$"

@@ -6,8 +6,6 @@
 _sandrun_cluster_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$_sandrun_cluster_dir/versions.env"
-# shellcheck source=lib/tools.env
-source "$_sandrun_cluster_dir/lib/tools.env"
 : "${SANDRUN_CACHE:=/var/cache/sandrun}"
 : "${SANDRUN_STATE:=/var/lib/sandrun-cluster}"
 export SANDRUN_CACHE SANDRUN_STATE

@@ -44,8 +44,6 @@ overhead() {
   hack/install.sh install "${bench_values[@]}"
 }
 
-source cluster/versions.env
-source cluster/lib/tools.env
 machine
 case ${1:-all} in
   all)

@@ -18,7 +18,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
-version=4.32.5
+source "$repo/cluster/versions.env"
+version=$SCHEMATHESIS_VERSION
 venv="$SANDRUN_CACHE/tools/schemathesis-$version"
 examples="${FUZZ_EXAMPLES:-50}"
 seed="${FUZZ_SEED:-20261125}"

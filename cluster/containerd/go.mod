@@ -1,7 +1,7 @@
 // Wrapper module that builds containerd, its runc shim and ctr from the Go
 // module proxy. containerd's own go.mod has exclude directives, so
 // `go install ...@version` refuses it; as a dependency of this module it builds.
-// The version is pinned here and in ../lib/tools.env (CONTAINERD_VERSION).
+// The version is pinned here and in ../versions.env (CONTAINERD_VERSION).
 module sandrun.dev/cluster/containerd
 
 go 1.24.0

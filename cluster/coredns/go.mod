@@ -1,5 +1,5 @@
 // Wrapper module: a CoreDNS build with a few plugins (see main.go).
-// The version is pinned here and in ../lib/tools.env (COREDNS_VERSION).
+// The version is pinned here and in ../versions.env (COREDNS_VERSION).
 module sandrun.dev/cluster/coredns
 
 go 1.24.0

@@ -1,7 +1,7 @@
 // Wrapper module that builds kube-router from the Go module proxy, for its
 // network policy controller only: up.sh runs it with --run-firewall and the
 // router, service proxy and load balancer off. The proxy serves no release
-// after v2.1.0. The version is pinned here and in ../lib/tools.env
+// after v2.1.0. The version is pinned here and in ../versions.env
 // (KUBE_ROUTER_VERSION).
 //
 // Raised above what kube-router v2.1.0 asks for (go get, then go get -tool

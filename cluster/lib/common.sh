@@ -6,9 +6,6 @@ REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
 # shellcheck source=../versions.env
 source "$CLUSTER_DIR/versions.env"
 
-# shellcheck source=tools.env
-source "$CLUSTER_DIR/lib/tools.env"
-
 SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
 SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"
 K8S_BIN_DIR="$SANDRUN_CACHE/k8s-$K8S_VERSION/bin"
