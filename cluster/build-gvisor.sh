@@ -25,8 +25,9 @@ out="$cache/gvisor-$GVISOR_VERSION"
 bin="$out/bin"
 module=gvisor.dev/gvisor
 
-log() { printf '[build-gvisor] %s\n' "$*" >&2; }
-die() { printf '[build-gvisor] error: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=build-gvisor
+# shellcheck source=cluster/lib/log.sh
+source "$here/lib/log.sh"
 
 patches() {
   shopt -s nullglob

@@ -1,4 +1,5 @@
-# Shared by the hack/ scripts: paths, logging, the Rust build.
+# Shared by the hack/ scripts: paths, logging (cluster/lib/log.sh), the Rust
+# build, host daemons.
 # shellcheck shell=bash
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
@@ -10,8 +11,8 @@ operator_bin="$target_dir/debug/sandrun-operator"
 operator_log="$SANDRUN_STATE/logs/operator.log"
 operator_pid="$SANDRUN_STATE/run/operator.pid"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=cluster/lib/log.sh
+source "$repo/cluster/lib/log.sh"
 
 # The playground page the gateway serves at / (web/dist/, embedded into the
 # gateway binary at compile time): npm ci once per lockfile, cached under

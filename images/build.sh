@@ -34,6 +34,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 # shellcheck source=../cluster/versions.env
 source "$repo/cluster/versions.env"
+LOG_TAG=images
+# shellcheck source=cluster/lib/log.sh
+source "$repo/cluster/lib/log.sh"
 
 cache="${SANDRUN_CACHE:-/var/cache/sandrun}"
 out_dir="$cache/images"
@@ -58,9 +61,6 @@ gateway_bin="${GATEWAY_BIN:-$static_dir/sandrun-gateway}"
 readonly SANDBOX_UID=65532
 readonly PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 readonly ALL_IMAGES=(pause python node bash runner operator gateway)
-
-log() { printf '[images] %s\n' "$*" >&2; }
-die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- naming
 

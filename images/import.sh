@@ -19,8 +19,9 @@ cache="${SANDRUN_CACHE:-/var/cache/sandrun}"
 address="${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}"
 readonly NS=k8s.io
 
-log() { printf '[import] %s\n' "$*" >&2; }
-die() { printf '[import] error: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=import
+# shellcheck source=cluster/lib/log.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/cluster/lib/log.sh"
 
 ctr_() { ctr --address "$address" -n "$NS" "$@"; }
 

@@ -5,6 +5,8 @@ CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
 # shellcheck source=../versions.env
 source "$CLUSTER_DIR/versions.env"
+# shellcheck source=cluster/lib/log.sh
+source "$CLUSTER_DIR/lib/log.sh"
 
 SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
 SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"
@@ -54,9 +56,6 @@ CLUSTER_DOMAIN=cluster.local
 # finds containerd-shim-runc-v2 and containerd-shim-runsc-v1 by name, and our
 # containerd/ctr must win over any distribution copy.
 export PATH="$K8S_BIN_DIR:$CONTAINERD_BIN_DIR:$CRICTL_BIN_DIR:$GVISOR_BIN_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
-
-log() { printf '[%s] %s\n' "${LOG_TAG:-sandrun}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # Seconds since the epoch with milliseconds, for the timings we print.
 now() { date +%s.%N | cut -c1-14; }
