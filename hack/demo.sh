@@ -22,11 +22,11 @@ say "apply → Complete in ${elapsed_ms} ms"
 
 gateway="$(gateway_addr)"
 say "the same kind of run through the in-cluster gateway at $gateway (REST, ?wait=30s)"
-token=$(sed -n 's/.*name: demo, token: \([0-9a-f]*\),.*/\1/p' "$(hack/gateway.sh keys)")
+token=$(sed -n 's/.*name: demo, token: \([0-9a-f]*\),.*/\1/p' "$(hack/gateway-keys.sh)")
 curl -fsS -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   "http://$gateway/v1/executions?wait=30s" \
   -d '{"language":"python","code":"import sys; print(sys.stdin.read().upper())","stdin":"hello through the gateway"}'
 echo
 echo "Use the cluster yourself: source cluster/env.sh && kubectl get executions -A"
-echo "Gateway: http://$gateway (keys: $(hack/gateway.sh keys))"
+echo "Gateway: http://$gateway (keys: $(hack/gateway-keys.sh))"
 echo "Operator and gateway pods: kubectl -n sandrun-system get pods"

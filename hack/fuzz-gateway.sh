@@ -43,7 +43,7 @@ if [[ -z ${SANDRUN_GATEWAY_ADDR:-} ]]; then
 fi
 base="http://$SANDRUN_GATEWAY_ADDR"
 curl -fsS --max-time 10 "$base/readyz" >/dev/null || die "no ready gateway at $base (hack/up.sh starts one)"
-keys_file=$(hack/gateway.sh keys)
+keys_file=$(hack/gateway-keys.sh)
 token=$("$venv/bin/python" - "$keys_file" <<'PY'
 import sys, yaml
 keys = yaml.safe_load(open(sys.argv[1]))["keys"]

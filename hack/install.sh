@@ -29,9 +29,9 @@ adopt() {
 
 install() {
   kubectl get namespace "$namespace" >/dev/null 2>&1 || kubectl create namespace "$namespace" >/dev/null
-  # The gateway's keys: the file hack/gateway.sh generates, as a Secret.
+  # The gateway's keys: the file hack/gateway-keys.sh generates, as a Secret.
   kubectl -n "$namespace" create secret generic sandrun-gateway-keys \
-    --from-file=keys.yaml="$(hack/gateway.sh keys)" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    --from-file=keys.yaml="$(hack/gateway-keys.sh)" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   if ! "$helm" status "$release" -n "$namespace" >/dev/null 2>&1; then
     adopt crd executions.sandrun.dev
     adopt namespace sandrun-demo

@@ -10,6 +10,7 @@ runner_bin="$static_dir/sandrun-runner"
 operator_bin="$target_dir/debug/sandrun-operator"
 operator_log="$SANDRUN_STATE/logs/operator.log"
 operator_pid="$SANDRUN_STATE/run/operator.pid"
+gateway_keys="$SANDRUN_STATE/config/gateway-keys.yaml"
 
 # shellcheck source=cluster/lib/log.sh
 source "$repo/cluster/lib/log.sh"

@@ -29,7 +29,7 @@ say "playground: unit tests"
 
 source cluster/env.sh
 addr="${SANDRUN_GATEWAY_ADDR:-$(gateway_addr)}"
-keys_file="$(hack/gateway.sh keys)"
+keys_file="$(hack/gateway-keys.sh)"
 key=$(sed -n 's/.*name: *demo, *token: *\([^,} ]*\).*/\1/p' "$keys_file")
 [[ -n $key ]] || die "no demo key in $keys_file"
 curl -fsS "http://$addr/readyz" >/dev/null || die "the gateway at $addr is not ready: run make up"

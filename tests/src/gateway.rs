@@ -1,5 +1,5 @@
 //! Talking to the gateway that `hack/up.sh` installs in the cluster, through
-//! its Service, with the keys `hack/gateway.sh` generated.
+//! its Service, with the keys `hack/gateway-keys.sh` generated.
 
 use std::time::Duration;
 
