@@ -17,7 +17,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=cluster/versions.env
 source "$here/versions.env"
 
 cache="${SANDRUN_CACHE:-/var/cache/sandrun}"
@@ -100,7 +100,7 @@ sanity() {
   local platform=$1 root rc=0
   root="$(mktemp -d /tmp/runsc-sanity.XXXXXX)"
   timeout 60 "$bin/runsc" --root="$root" --platform="$platform" \
-    --network=none --ignore-cgroups do echo "hello from $platform" >&2 || rc=$?
+    --network=none --ignore-cgroups "do" echo "hello from $platform" >&2 || rc=$?
   rm -rf "$root"
   if ((rc == 0)); then log "platform $platform: OK"; else log "platform $platform: FAILED ($rc)"; fi
   return "$rc"

@@ -4,7 +4,7 @@
 # CRI_CONFIG_FILE (for crictl) and puts our kubectl/ctr/crictl/runsc first on PATH.
 # shellcheck shell=bash
 _sandrun_cluster_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=cluster/versions.env
 source "$_sandrun_cluster_dir/versions.env"
 : "${SANDRUN_CACHE:=/var/cache/sandrun}"
 : "${SANDRUN_STATE:=/var/lib/sandrun-cluster}"

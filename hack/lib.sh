@@ -1,6 +1,6 @@
 # Shared by the hack/ scripts: paths, logging (cluster/lib/log.sh), the Rust
 # build, host daemons.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # paths used by the scripts that source it
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SANDRUN_CACHE="${SANDRUN_CACHE:-/var/cache/sandrun}"
 export SANDRUN_STATE="${SANDRUN_STATE:-/var/lib/sandrun-cluster}"

@@ -5,6 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$repo"
 
+say "shell scripts: shellcheck"
+hack/lint-shell.sh
+
 say "format and lints"
 need_c_build_tools
 build_web

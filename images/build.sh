@@ -32,7 +32,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-# shellcheck source=../cluster/versions.env
+# shellcheck source=cluster/versions.env
 source "$repo/cluster/versions.env"
 LOG_TAG=images
 # shellcheck source=cluster/lib/log.sh
@@ -399,7 +399,8 @@ build_pause() {
 # build_binary_image IMG OUT: a single static binary, no libc, no shell,
 # run as the unprivileged sandbox uid.
 build_binary_image() {
-  local img=$1 out=$2 bin root="$work/$img-root"
+  local img=$1 out=$2 bin
+  local root="$work/$img-root"
   bin="$(binary_of "$img")"
   static_check "$bin"
   rm -rf "$root"
@@ -413,7 +414,8 @@ build_binary_image() {
 }
 
 build_runtime() {
-  local img=$1 out=$2 dir="$work/$img-rootfs" cmd
+  local img=$1 out=$2 cmd
+  local dir="$work/$img-rootfs"
   local -a env=(--config.env "$PATH_ENV" --config.env "HOME=/workspace"
     --config.env "LANG=C.UTF-8")
   case "$img" in

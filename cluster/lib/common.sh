@@ -1,9 +1,9 @@
 # Shared settings and helpers for the local cluster scripts. Sourced, not run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # paths used by the scripts that source it
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
-# shellcheck source=../versions.env
+# shellcheck source=cluster/versions.env
 source "$CLUSTER_DIR/versions.env"
 # shellcheck source=cluster/lib/log.sh
 source "$CLUSTER_DIR/lib/log.sh"

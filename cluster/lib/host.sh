@@ -68,12 +68,12 @@ stray_pids() {
 }
 
 kill_stray_processes() {
-  local pids i
+  local pids
   pids=$(stray_pids)
   [[ -z $pids ]] && return 0
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
-  for i in $(seq 30); do
+  for _ in $(seq 30); do
     pids=$(stray_pids)
     [[ -z $pids ]] && return 0
     sleep 0.1
@@ -90,7 +90,7 @@ kubepods_cgroups() {
 }
 
 kill_pod_cgroups() {
-  local roots root i procs
+  local roots root procs
   roots=$(kubepods_cgroups)
   [[ -z $roots ]] && return 0
   # Frozen tasks cannot die; thaw first.
@@ -98,7 +98,7 @@ kill_pod_cgroups() {
     [[ $root == /sys/fs/cgroup/freezer/* ]] &&
       find "$root" -name freezer.state -exec sh -c 'echo THAWED >"$1"' _ {} \; 2>/dev/null
   done
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     # shellcheck disable=SC2086
     procs=$(find $roots -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
     [[ -z $procs ]] && break
@@ -120,8 +120,8 @@ our_mounts() {
 }
 
 unmount_all() {
-  local m pass
-  for pass in 1 2 3; do
+  local m
+  for _ in 1 2 3; do
     local left=0
     while IFS= read -r m; do
       [[ -z $m ]] && continue
