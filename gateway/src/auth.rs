@@ -4,14 +4,12 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::server::AppState;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -109,6 +107,14 @@ impl Keys {
     pub fn lookup(&self, token: &str) -> Option<&Tenant> {
         self.by_token.get(token)
     }
+
+    /// The caller of a request, charged one token for it.
+    pub fn authenticate(&self, parts: &Parts) -> Result<Tenant, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let tenant = self.lookup(&token).ok_or(ApiError::Unauthorized)?.clone();
+        tenant.charge()?;
+        Ok(tenant)
+    }
 }
 
 /// The WebSocket subprotocol the gateway speaks, and answers with.
@@ -147,17 +153,6 @@ fn subprotocol_bearer(parts: &Parts) -> Option<String> {
         .find_map(|protocol| protocol.trim().strip_prefix(WS_BEARER_PREFIX))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
     String::from_utf8(bytes).ok()
-}
-
-impl FromRequestParts<Arc<AppState>> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let tenant = state.keys.lookup(&token).ok_or(ApiError::Unauthorized)?.clone();
-        tenant.charge()?;
-        Ok(tenant)
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
-//! Extractors whose rejections are our JSON errors, not axum's plain text.
+//! Extractors whose rejections are our JSON errors, not axum's plain text,
+//! and the one that finds a request's tenant.
+
+use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct ApiJson<T>(pub T);
 
@@ -51,5 +56,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| ApiPath(value)).map_err(ApiError::from)
+    }
+}
+
+/// The caller, by its key; a request without a known key is a 401.
+impl FromRequestParts<Arc<AppState>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        state.keys.authenticate(parts)
     }
 }

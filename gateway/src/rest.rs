@@ -1,6 +1,6 @@
-//! REST: submit (optionally waiting), get, list, cancel.
+//! The REST handlers: submit (optionally waiting), get, list, cancel. The
+//! work with Kubernetes is in `executions`, shared with the WebSocket.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,23 +8,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use sandrun_crds::{Execution, CANCEL_ANNOTATION};
 use serde::Deserialize;
 
 use crate::api::{ErrorBody, ExecutionList, ExecutionView, State as RunState, SubmitRequest};
 use crate::auth::Tenant;
-use crate::convert::{to_spec, view};
+use crate::convert::view;
 use crate::error::ApiError;
+use crate::executions::{self, create, fetch, is_final, wait_final};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::Received;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The longest a request may hold on with `?wait=`.
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
 const MAX_PAGE: usize = 500;
-pub const TENANT_LABEL: &str = "sandrun.dev/tenant";
-const FIELD_MANAGER: &str = "sandrun-gateway";
 const ID_DOC: &str = "the execution's id, a Kubernetes object name; any other id is not found";
 
 #[derive(Deserialize, Default)]
@@ -83,85 +79,6 @@ pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
         return Err(ApiError::invalid("wait", format!("at most {}s", MAX_WAIT.as_secs())));
     }
     Ok(wait)
-}
-
-/// Creates the Execution in the tenant's namespace.
-pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) -> Result<Execution, ApiError> {
-    let mut spec = to_spec(request)?;
-    spec.ttl_seconds_after_finished = Some(state.execution_ttl_seconds);
-    let mut execution = Execution::new("", spec);
-    execution.metadata.name = None;
-    execution.metadata.generate_name = Some("run-".to_owned());
-    execution.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), tenant.name.clone())]));
-    let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
-    let created = api
-        .create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() }, &execution)
-        .await;
-    created.map_err(ApiError::from_kube)
-}
-
-/// The Execution as the watch has it, or from the API server when the
-/// watch has not caught up yet (right after a create).
-pub async fn fetch(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Execution>, ApiError> {
-    // Checked before the id becomes part of an API server URL, where
-    // `a/status`, `a?b` or `../x` would address something else.
-    if !is_object_name(id) {
-        return Err(ApiError::no_execution(id));
-    }
-    if let Some(found) = state.hub.get(namespace, id) {
-        return Ok(found);
-    }
-    let api: Api<Execution> = Api::namespaced(state.client.clone(), namespace);
-    match api.get_opt(id).await {
-        Ok(Some(found)) => Ok(Arc::new(found)),
-        Ok(None) => Err(ApiError::no_execution(id)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(ApiError::no_execution(id)),
-        Err(e) => Err(ApiError::from_kube(e)),
-    }
-}
-
-/// A Kubernetes object name (a DNS-1123 subdomain), as every execution id
-/// is: at most 253 of `a-z`, `0-9`, `-` and `.`, each dot-separated part
-/// starting and ending with a letter or digit.
-pub fn is_object_name(id: &str) -> bool {
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    id.len() <= 253
-        && id.split('.').all(|part| {
-            let bytes = part.as_bytes();
-            bytes.first().is_some_and(|c| alnum(*c))
-                && bytes.last().is_some_and(|c| alnum(*c))
-                && bytes.iter().all(|c| alnum(*c) || *c == b'-')
-        })
-}
-
-fn is_final(execution: &Execution) -> bool {
-    execution.status.as_ref().is_some_and(|s| s.is_terminal())
-}
-
-/// Waits on the shared watch until the Execution is final or time is up;
-/// returns the latest state seen, `created` if the watch showed nothing newer.
-pub async fn wait_final(
-    state: &AppState,
-    namespace: &str,
-    id: &str,
-    wait: Duration,
-    created: Arc<Execution>,
-) -> Arc<Execution> {
-    let mut follower = state.hub.follower();
-    // Followed first, so nothing between the create and now is missed.
-    follower.follow(namespace, id);
-    let mut latest = state.hub.get(namespace, id).unwrap_or(created);
-    let deadline = tokio::time::Instant::now() + wait;
-    while !is_final(&latest) {
-        tokio::select! {
-            received = follower.recv() => match received {
-                Received::Change(change) => latest = change.execution.clone(),
-                Received::Lagged => latest = state.hub.get(namespace, id).unwrap_or(latest),
-            },
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
-    }
-    latest
 }
 
 /// An execution and, once it has finished, its result.
@@ -238,9 +155,7 @@ pub async fn cancel(
     if is_final(&current) {
         return Ok((StatusCode::OK, Json(view(&current))).into_response());
     }
-    let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {CANCEL_ANNOTATION: "true"}}});
-    let patched = api.patch(&id, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ApiError::from_kube)?;
+    let patched = executions::cancel(&state, &tenant.namespace, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&patched))).into_response())
 }
 
@@ -255,18 +170,5 @@ mod tests {
         assert_eq!(parse_wait("7").unwrap(), Duration::from_secs(7));
         assert_eq!(parse_wait("10m").unwrap_err().field(), Some("wait"));
         assert_eq!(parse_wait("soon").unwrap_err().field(), Some("wait"));
-    }
-
-    #[test]
-    fn only_object_names_are_ids() {
-        for good in ["run-x7k2p", "a", "1", "a.b-c", &"a".repeat(253)] {
-            assert!(is_object_name(good), "{good}");
-        }
-        let long = "a".repeat(254);
-        for bad in
-            ["", "A", "a b", "a/status", "../x", "a?watch=1", "a#b", "-a", "a-", "a..b", ".a", "\u{e9}", "a\n", &long]
-        {
-            assert!(!is_object_name(bad), "{bad:?}");
-        }
     }
 }

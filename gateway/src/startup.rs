@@ -1,5 +1,6 @@
-//! Process start-up: flags, keys, logging, serving until a signal.
+//! Process start-up: flags, keys, serving until a signal.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -7,13 +8,12 @@ use axum::serve::ListenerExt;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
-use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::auth::{Keys, KeysError};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::server::{router, AppState, Limits};
+use crate::router::{router, Limits};
+use crate::state::AppState;
 
 #[derive(Parser, Debug)]
 #[command(name = "sandrun-gateway", version, about = "REST and WebSocket gateway to sandrun Executions")]
@@ -90,16 +90,24 @@ async fn load_keys(args: &Args, client: &Client) -> Result<Keys, StartError> {
 pub async fn run(args: Args) -> Result<(), StartError> {
     let client = Client::try_default().await.map_err(StartError::Connect)?;
     let keys = load_keys(&args, &client).await?;
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let hub = Hub::start(client.clone());
-    let state =
-        Arc::new(AppState { client, keys, hub, metrics, registry, execution_ttl_seconds: args.execution_ttl_seconds });
+    let state = Arc::new(AppState::new(client, keys, args.execution_ttl_seconds));
     let limits = Limits { max_body_bytes: args.max_body_bytes, cors_origins: args.cors_origins.clone() };
-    let app = router(state, &limits);
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|source| StartError::Serve { addr: args.listen, source })?;
+    info!(addr = %args.listen, "sandrun-gateway listening");
+    serve(listener, state, &limits, shutdown_signal())
         .await
-        .map_err(|source| StartError::Serve { addr: args.listen, source })?;
+        .map_err(|source| StartError::Serve { addr: args.listen, source })
+}
+
+/// Serves until `stop` completes and requests in flight have finished.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: &Limits,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state, limits);
     // Nagle's algorithm would hold an update written right after another
     // until the client acknowledges the first (up to its delayed-ACK 40 ms).
     let listener = listener.tap_io(|tcp| {
@@ -107,11 +115,7 @@ pub async fn run(args: Args) -> Result<(), StartError> {
             warn!(%error, "could not set TCP_NODELAY");
         }
     });
-    info!(addr = %args.listen, "sandrun-gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartError::Serve { addr: args.listen, source })
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
 async fn shutdown_signal() {

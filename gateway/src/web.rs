@@ -10,14 +10,10 @@
 //! under `assets/` are named by their content hash and cached for a year;
 //! the rest (the page itself) are revalidated by ETag on every load.
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-
-use crate::server::AppState;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -53,7 +49,7 @@ pub fn assets() -> &'static [Asset] {
 }
 
 /// A route for each embedded file; `index.html` is `/`.
-pub fn router() -> Router<Arc<AppState>> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ASSETS.iter().fold(Router::new(), |router, asset| {
         let route = if asset.path == "index.html" { "/".to_owned() } else { format!("/{}", asset.path) };
         router.route(&route, get(move |headers: HeaderMap| async move { serve(asset, &headers) }))

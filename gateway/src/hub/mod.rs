@@ -1,15 +1,18 @@
 //! One watch on Executions per gateway process, fanned out to the requests
-//! and sockets following each one (see `routes`). Never a Kubernetes watch
-//! per client.
+//! and sockets following each one (the table of who follows what is in
+//! `followers`). Never a Kubernetes watch per client.
 //!
 //! A change goes out only when what clients see of it changed: a watch
 //! event that moves nothing in the view (the cancel annotation, a condition,
 //! a re-list after a reconnect) would otherwise be pushed, unchanged, to
-//! every socket. Its `update` message is encoded once, here, for all of them.
+//! every socket. Its `update` message is encoded once (in `change`), for all
+//! of them.
+
+mod change;
+mod followers;
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -18,41 +21,15 @@ use kube::{Api, Client};
 use sandrun_crds::Execution;
 use tracing::warn;
 
-use crate::api::ServerMessage;
 use crate::convert::view;
-use crate::routes::{Follower, Routes};
-
-/// An Execution as it changed, with the message that tells clients so.
-#[derive(Debug)]
-pub struct Change {
-    pub execution: Arc<Execution>,
-    /// The WebSocket `update` for it; a clone shares the bytes.
-    pub message: Option<Utf8Bytes>,
-}
-
-impl Change {
-    pub fn new(execution: Arc<Execution>) -> Self {
-        let message = update_message(&execution);
-        Self { execution, message }
-    }
-}
-
-/// The WebSocket `update` message for an Execution.
-pub fn update_message(execution: &Execution) -> Option<Utf8Bytes> {
-    let message = ServerMessage::Update { execution: Box::new(view(execution)) };
-    match serde_json::to_string(&message) {
-        Ok(text) => Some(text.into()),
-        Err(error) => {
-            warn!(%error, "could not encode an update");
-            None
-        }
-    }
-}
+pub use change::{update_message, Change};
+use followers::FollowerTable;
+pub use followers::{Follower, Received};
 
 #[derive(Clone)]
 pub struct Hub {
     store: Store<Execution>,
-    routes: Arc<Routes>,
+    followers: Arc<FollowerTable>,
 }
 
 impl Hub {
@@ -60,8 +37,8 @@ impl Hub {
     /// itself when the API server goes away.
     pub fn start(client: Client) -> Self {
         let (store, mut writer) = reflector::store();
-        let routes = Arc::new(Routes::default());
-        let (to, known) = (routes.clone(), store.clone());
+        let followers = Arc::new(FollowerTable::default());
+        let (to, known) = (followers.clone(), store.clone());
         let api: Api<Execution> = Api::all(client);
         let stream = watcher(api, watcher::Config::default()).default_backoff();
         tokio::spawn(async move {
@@ -82,12 +59,12 @@ impl Hub {
                 }
             }
         });
-        Self { store, routes }
+        Self { store, followers }
     }
 
     /// Receives the changes of the Executions it follows.
     pub fn follower(&self) -> Follower {
-        self.routes.follower()
+        self.followers.follower()
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Execution>> {
@@ -147,14 +124,5 @@ mod tests {
         let cancelled = changed(&store, &Event::Apply(execution(Phase::Cancelled))).expect("a new phase");
         assert_eq!(cancelled.execution.status.as_ref().map(|s| s.phase), Some(Phase::Cancelled));
         assert!(changed(&store, &Event::Delete(annotated)).is_none(), "deletes are not pushed");
-    }
-
-    #[test]
-    fn the_update_is_encoded_once_as_clients_read_it() {
-        let change = Change::new(Arc::new(execution(Phase::Cancelled)));
-        let text = change.message.expect("encoded");
-        let message: ServerMessage = serde_json::from_str(&text).unwrap();
-        let ServerMessage::Update { execution } = message else { panic!("not an update: {text}") };
-        assert_eq!((execution.id.as_str(), execution.status), ("run-1", crate::api::State::Cancelled));
     }
 }

@@ -1,8 +1,8 @@
-//! Who follows which Execution. The hub hands each change to the sockets
-//! and requests following that Execution, and to no one else: with
-//! thousands of sockets open, a change wakes only those it concerns (a
-//! broadcast to all would wake every socket for every change of every
-//! tenant, and their cost grows with sockets × changes).
+//! The follower table: who follows which Execution. The hub hands each
+//! change to the sockets and requests following that Execution, and to no
+//! one else: with thousands of sockets open, a change wakes only those it
+//! concerns (a broadcast to all would wake every socket for every change of
+//! every tenant, and their cost grows with sockets × changes).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
 
-use crate::hub::Change;
+use super::change::Change;
 
 /// Changes queued per follower before it counts as lagging (and then
 /// reads the current state of what it follows instead).
@@ -19,23 +19,23 @@ const QUEUE: usize = 64;
 /// An Execution: namespace, name.
 type Key = (String, String);
 
-struct Route {
+struct Entry {
     changes: mpsc::Sender<Arc<Change>>,
     lagged: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
-pub struct Routes {
+pub struct FollowerTable {
     next_id: AtomicU64,
-    by_execution: Mutex<HashMap<Key, HashMap<u64, Route>>>,
+    by_execution: Mutex<HashMap<Key, HashMap<u64, Entry>>>,
 }
 
-impl Routes {
+impl FollowerTable {
     pub fn follower(self: &Arc<Self>) -> Follower {
         let (sender, changes) = mpsc::channel(QUEUE);
         Follower {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            routes: self.clone(),
+            table: self.clone(),
             following: HashSet::new(),
             sender,
             changes,
@@ -48,25 +48,25 @@ impl Routes {
     pub fn dispatch(&self, change: &Arc<Change>) {
         let metadata = &change.execution.metadata;
         let (Some(namespace), Some(name)) = (&metadata.namespace, &metadata.name) else { return };
-        let routes = self.lock();
-        let Some(followers) = routes.get(&(namespace.clone(), name.clone())) else { return };
-        for route in followers.values() {
-            if let Err(mpsc::error::TrySendError::Full(_)) = route.changes.try_send(change.clone()) {
-                route.lagged.store(true, Ordering::Release);
+        let table = self.lock();
+        let Some(followers) = table.get(&(namespace.clone(), name.clone())) else { return };
+        for entry in followers.values() {
+            if let Err(mpsc::error::TrySendError::Full(_)) = entry.changes.try_send(change.clone()) {
+                entry.lagged.store(true, Ordering::Release);
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, HashMap<u64, Route>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, HashMap<u64, Entry>>> {
         self.by_execution.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn remove(&self, key: &Key, id: u64) {
-        let mut routes = self.lock();
-        if let Some(followers) = routes.get_mut(key) {
+        let mut table = self.lock();
+        if let Some(followers) = table.get_mut(key) {
             followers.remove(&id);
             if followers.is_empty() {
-                routes.remove(key);
+                table.remove(key);
             }
         }
     }
@@ -88,7 +88,7 @@ pub enum Received {
 /// One socket's or request's changes: of the Executions it follows, in order.
 pub struct Follower {
     id: u64,
-    routes: Arc<Routes>,
+    table: Arc<FollowerTable>,
     following: HashSet<Key>,
     sender: mpsc::Sender<Arc<Change>>,
     changes: mpsc::Receiver<Arc<Change>>,
@@ -101,15 +101,15 @@ impl Follower {
     pub fn follow(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         if self.following.insert(key.clone()) {
-            let route = Route { changes: self.sender.clone(), lagged: self.lagged.clone() };
-            self.routes.lock().entry(key).or_default().insert(self.id, route);
+            let entry = Entry { changes: self.sender.clone(), lagged: self.lagged.clone() };
+            self.table.lock().entry(key).or_default().insert(self.id, entry);
         }
     }
 
     pub fn unfollow(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         if self.following.remove(&key) {
-            self.routes.remove(&key, self.id);
+            self.table.remove(&key, self.id);
         }
     }
 
@@ -137,7 +137,7 @@ impl Follower {
 impl Drop for Follower {
     fn drop(&mut self) {
         for key in &self.following {
-            self.routes.remove(key, self.id);
+            self.table.remove(key, self.id);
         }
     }
 }
@@ -169,37 +169,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_follower_gets_only_what_it_follows() {
-        let routes = Arc::new(Routes::default());
-        let (mut a, mut b) = (routes.follower(), routes.follower());
+        let table = Arc::new(FollowerTable::default());
+        let (mut a, mut b) = (table.follower(), table.follower());
         a.follow("team", "run-1");
         b.follow("team", "run-2");
         b.follow("team", "run-1");
-        routes.dispatch(&change("team", "run-1"));
-        routes.dispatch(&change("team", "run-2"));
-        routes.dispatch(&change("other", "run-1"));
+        table.dispatch(&change("team", "run-1"));
+        table.dispatch(&change("team", "run-2"));
+        table.dispatch(&change("other", "run-1"));
         assert_eq!(name(a.recv().await), "run-1");
         assert!(nothing_queued(&mut a).await, "run-2 and other/run-1 are not a's");
         assert_eq!((name(b.recv().await), name(b.recv().await)), ("run-1".into(), "run-2".into()));
         assert_eq!(b.following("team").count(), 2);
 
         b.unfollow("team", "run-2");
-        routes.dispatch(&change("team", "run-2"));
+        table.dispatch(&change("team", "run-2"));
         assert!(nothing_queued(&mut b).await);
         drop((a, b));
-        assert_eq!(routes.followed(), 0, "followers leave no routes behind");
+        assert_eq!(table.followed(), 0, "followers leave nothing in the table");
     }
 
     #[tokio::test]
     async fn a_full_queue_makes_it_lag_and_drops_what_was_queued() {
-        let routes = Arc::new(Routes::default());
-        let mut slow = routes.follower();
+        let table = Arc::new(FollowerTable::default());
+        let mut slow = table.follower();
         slow.follow("team", "run-1");
         for _ in 0..QUEUE + 1 {
-            routes.dispatch(&change("team", "run-1"));
+            table.dispatch(&change("team", "run-1"));
         }
         assert!(matches!(slow.recv().await, Received::Lagged));
         assert!(nothing_queued(&mut slow).await, "older changes must not follow the current state");
-        routes.dispatch(&change("team", "run-1"));
+        table.dispatch(&change("team", "run-1"));
         assert!(matches!(slow.recv().await, Received::Change(_)));
     }
 }

@@ -1,33 +1,18 @@
-//! The router: every route, its limits, and the state they share.
+//! The router: every route, its handler and its limits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use kube::Client;
-use prometheus_client::registry::Registry;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::Keys;
 use crate::error::ApiError;
-use crate::hub::Hub;
-use crate::metrics::{track, Metrics};
-use crate::{openapi, rest, web, ws};
-
-pub struct AppState {
-    pub client: Client,
-    /// Executions made through the gateway are deleted this long after they
-    /// finish, so a busy gateway does not fill etcd.
-    pub execution_ttl_seconds: u32,
-    pub keys: Keys,
-    pub hub: Hub,
-    pub metrics: Metrics,
-    pub registry: Registry,
-}
+use crate::metrics::track;
+use crate::state::AppState;
+use crate::{openapi, ops, rest, web, ws};
 
 pub struct Limits {
     /// Largest request body; a bigger one is answered 413.
@@ -52,12 +37,12 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
     };
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         // The playground page: no key needed (the page asks for one).
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed);
-    api.merge(ops).layer(middleware::from_fn_with_state(state.clone(), track)).with_state(state)
+    api.merge(ops).layer(middleware::from_fn_with_state(state.metrics.clone(), track)).with_state(state)
 }
 
 /// axum's own 405 has an empty body; this one is JSON. The Allow header stays.
@@ -81,18 +66,4 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(Duration::from_secs(600)),
     )
-}
-
-/// Ready when the API server answers, the CRD exists and the watch has
-/// its first list.
-async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
-    match sandrun_telemetry::api_ready(&state.client).await {
-        Ok(()) if state.hub.is_ready() => (StatusCode::OK, "ok\n".to_owned()),
-        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    sandrun_telemetry::metrics_response(&state.registry)
 }

@@ -1,50 +1,32 @@
-//! WebSocket: execute or subscribe, then receive every status change.
+//! One socket's life: a writer task owns the sink, and a session loop
+//! reads client messages and the shared watch.
 //!
-//! Per socket, a writer task owns the sink and a session loop reads client
-//! messages and the shared watch. A reconnecting client subscribes again
-//! and gets the current state at once, so no final result is lost.
-//!
-//! Bad input never ends a session by itself: a message the gateway cannot
-//! use is answered with an `error`. A message over the cap, or a frame it
-//! cannot read, ends it with the close code for the reason (1009 too big,
-//! 1007 not UTF-8, 1002 a protocol error), and the gateway then waits for
-//! the client's close frame, so that the connection ends cleanly.
+//! A reconnecting client subscribes again and gets the current state at
+//! once, so no final result is lost. Bad input never ends a session by
+//! itself: a message the gateway cannot use is answered with an `error`.
+//! A message over the cap, or a frame it cannot read, ends it with the
+//! close code for the reason (see `protocol`), and the gateway then waits
+//! for the client's close frame, so that the connection ends cleanly.
 
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::SplitStream;
 use futures::{SinkExt, StreamExt};
 use sandrun_crds::Execution;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::api::{ClientMessage, ErrorBody, ServerMessage, SubmitRequest};
+use super::protocol::{encode, on_read_error, parse, update, End, CLOSE_POLICY, MAX_MESSAGE_BYTES, TOO_BIG};
+use crate::api::{ClientMessage, ServerMessage};
 use crate::auth::Tenant;
-use crate::convert::view;
 use crate::error::ApiError;
-use crate::hub::Change;
-use crate::rest::{create, fetch};
-use crate::routes::{Follower, Received};
-use crate::server::AppState;
+use crate::executions::{create, fetch};
+use crate::hub::{update_message, Change, Follower, Received};
+use crate::state::AppState;
 
-pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-/// What the WebSocket library reads at most, as a frame or a message: more
-/// than the cap, so that a message a little over it is still read whole
-/// and refused by the session, which can then read on to the client's close
-/// frame. Past this the library refuses it at the frame's header, with the
-/// rest still on the way, and the client may see a reset.
-const READ_LIMIT_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
-/// What the library reads from the socket at a time. Its default, 128 KiB,
-/// is zeroed and kept per socket: 1.3 GiB for 10k idle clients. Clients
-/// send little; a big message is still read whole, this much per read.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// No frame at all (pongs included) for this long and the peer is gone.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -60,71 +42,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// close frame cannot be waited for: the connection is held this long, for
 /// it to arrive.
 const LINGER: Duration = Duration::from_secs(1);
-const CLOSE_PROTOCOL: u16 = 1002;
-const CLOSE_NOT_UTF8: u16 = 1007;
-const CLOSE_POLICY: u16 = 1008;
-const CLOSE_TOO_BIG: u16 = 1009;
 
-/// Open a WebSocket (see the description at the top for its messages).
-#[utoipa::path(get, path = "/v1/ws",
-    params(("access_token" = Option<String>, Query,
-        description = "the API key, for clients that can set neither a header nor subprotocols; browsers should \
-            offer the subprotocols `sandrun.v1` and `sandrun.bearer.<base64url of the key>` instead, since keys \
-            in URLs end up in proxy logs")),
-    responses(
-        (status = 101, description = "Switched to the WebSocket protocol"),
-        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
-        (status = 426, description = "This connection cannot be upgraded", body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn upgrade(
-    State(state): State<Arc<AppState>>,
-    // Before the upgrade: a request without a key is a 401, whatever else it lacks.
-    tenant: Tenant,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    Ok(ws?
-        // Answers a browser that offered `sandrun.v1` (beside the key's
-        // subprotocol, see auth::bearer) with it; never with the key's.
-        .protocols([crate::auth::WS_PROTOCOL])
-        .max_message_size(READ_LIMIT_BYTES)
-        .max_frame_size(READ_LIMIT_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session(socket, state, tenant)))
-}
-
-/// How a session ends.
-#[derive(Debug, PartialEq)]
-enum End {
-    /// The client closed or went away: nothing more to say.
-    Gone,
-    /// The gateway closes with a code; `readable` when the client's frames
-    /// can still be read (not after a read error), to wait for its close frame.
-    Close { code: u16, reason: &'static str, readable: bool },
-    /// Too slow to keep up: its queue is full, so not even a close frame fits.
-    CutOff,
-}
-
-const TOO_BIG: End = End::Close { code: CLOSE_TOO_BIG, reason: "message over 1 MiB", readable: true };
-
-/// The end a failed read calls for. The library reads nothing more after
-/// an error, so none of them is `readable`.
-fn on_read_error(error: axum::Error) -> End {
-    use tungstenite::error::{Error, ProtocolError};
-    let close = |code, reason| End::Close { code, reason, readable: false };
-    let Ok(error) = error.into_inner().downcast::<Error>() else {
-        return close(CLOSE_POLICY, "unreadable frame");
-    };
-    match *error {
-        Error::Capacity(_) => close(CLOSE_TOO_BIG, "message over 1 MiB"),
-        Error::Utf8(_) => close(CLOSE_NOT_UTF8, "text frame that is not UTF-8"),
-        // The client closed its side without a close frame, or vanished.
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
-        Error::Protocol(_) => close(CLOSE_PROTOCOL, "WebSocket protocol error"),
-        _ => End::Gone,
-    }
-}
-
-async fn session(socket: WebSocket, state: Arc<AppState>, tenant: Tenant) {
+/// Serves one socket until it closes, is closed, or is cut off.
+pub async fn run(socket: WebSocket, state: Arc<AppState>, tenant: Tenant) {
     state.metrics.open_sockets.inc();
     let (mut sink, mut incoming) = socket.split();
     let (outbox, mut to_send) = mpsc::channel::<Message>(OUTBOX);
@@ -226,30 +146,6 @@ async fn until_close(incoming: &mut SplitStream<WebSocket>) {
     let _ = tokio::time::timeout(CLOSE_WITHIN, drain).await;
 }
 
-/// Reads a client message. serde's `flatten` ignores `deny_unknown_fields`,
-/// so an `execute` is taken apart here: its `type` and `ref`, then the rest
-/// as a SubmitRequest that refuses unknown fields as the REST body does.
-/// On failure, the `ref` if there was one, to echo.
-fn parse(text: &str) -> Result<ClientMessage, (String, Option<String>)> {
-    let value: Value = serde_json::from_str(text).map_err(|e| (e.to_string(), None))?;
-    let Value::Object(mut fields) = value else {
-        return Err(("expected a JSON object with a `type`".to_owned(), None));
-    };
-    if fields.get("type").and_then(Value::as_str) != Some("execute") {
-        return serde_json::from_value(Value::Object(fields)).map_err(|e| (e.to_string(), None));
-    }
-    fields.remove("type");
-    let ref_ = match fields.remove("ref") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r),
-        Some(other) => return Err((format!("ref: expected a string, got {other}"), None)),
-    };
-    match serde_json::from_value::<SubmitRequest>(Value::Object(fields)) {
-        Ok(request) => Ok(ClientMessage::Execute { ref_, request: Box::new(request) }),
-        Err(e) => Err((e.to_string(), ref_)),
-    }
-}
-
 struct Session {
     state: Arc<AppState>,
     tenant: Tenant,
@@ -323,7 +219,7 @@ impl Session {
     /// A change from the watch: queued if there is room, else the client
     /// is too slow and is cut off (the watch waits for no one).
     fn push(&self, execution: &Execution) {
-        if let Some(text) = crate::hub::update_message(execution) {
+        if let Some(text) = update_message(execution) {
             self.queue_push(Message::Text(text));
         }
     }
@@ -353,54 +249,18 @@ impl Session {
     }
 }
 
-fn update(execution: &Execution) -> ServerMessage {
-    ServerMessage::Update { execution: Box::new(view(execution)) }
-}
-
-fn encode(message: &ServerMessage) -> Option<String> {
-    serde_json::to_string(message).map_err(|error| debug!(%error, "could not encode a websocket message")).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn execute_refuses_unknown_fields_and_keeps_its_ref() {
-        let ok = parse(r#"{"type": "execute", "ref": "r", "language": "bash", "code": "true"}"#).unwrap();
-        assert!(matches!(ok, ClientMessage::Execute { ref_: Some(r), .. } if r == "r"));
-        let (why, ref_) = parse(r#"{"type": "execute", "ref": "r", "language": "bash", "bogus": 1}"#).unwrap_err();
-        assert!(why.contains("bogus"), "{why}");
-        assert_eq!(ref_.as_deref(), Some("r"));
-        for bad in
-            ["[]", "7", "{}", r#"{"type": "dance"}"#, r#"{"type": "subscribe"}"#, r#"{"type": "execute", "ref": 1}"#]
-        {
-            assert!(parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse(r#"{"type": "subscribe", "id": "x"}"#).unwrap(), ClientMessage::Subscribe { id: "x".into() });
-    }
-
-    #[test]
     fn an_idle_socket_costs_little() {
         // Every open socket's task holds a session future; it must not hold
-        // the state of a request in flight (see the Box in `session`).
+        // the state of a request in flight (see the Box in `run`).
         fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let size = future_size(session as fn(_, _, _) -> _);
+        let size = future_size(run as fn(_, _, _) -> _);
         assert!(size < 3 * 1024, "a session future of {size} bytes");
-    }
-
-    #[test]
-    fn read_errors_map_to_close_codes() {
-        use tungstenite::error::{CapacityError, Error, ProtocolError};
-        let end = |e: Error| on_read_error(axum::Error::new(e));
-        let too_long = Error::Capacity(CapacityError::MessageTooLong { size: usize::MAX, max_size: READ_LIMIT_BYTES });
-        assert!(matches!(end(too_long), End::Close { code: 1009, readable: false, .. }));
-        assert!(matches!(end(Error::Utf8("x".into())), End::Close { code: 1007, readable: false, .. }));
-        let control = Error::Protocol(ProtocolError::ControlFrameTooBig);
-        assert!(matches!(end(control), End::Close { code: 1002, readable: false, .. }));
-        assert_eq!(end(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)), End::Gone);
-        assert_eq!(end(Error::ConnectionClosed), End::Gone);
     }
 }

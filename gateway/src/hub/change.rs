@@ -1,0 +1,57 @@
+//! A change of an Execution as the hub hands it out: the object, and the
+//! WebSocket `update` message for it, encoded once for every socket.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use sandrun_crds::Execution;
+use tracing::warn;
+
+use crate::api::ServerMessage;
+use crate::convert::view;
+
+/// An Execution as it changed, with the message that tells clients so.
+#[derive(Debug)]
+pub struct Change {
+    pub execution: Arc<Execution>,
+    /// The WebSocket `update` for it; a clone shares the bytes.
+    pub message: Option<Utf8Bytes>,
+}
+
+impl Change {
+    pub fn new(execution: Arc<Execution>) -> Self {
+        let message = update_message(&execution);
+        Self { execution, message }
+    }
+}
+
+/// The WebSocket `update` message for an Execution.
+pub fn update_message(execution: &Execution) -> Option<Utf8Bytes> {
+    let message = ServerMessage::Update { execution: Box::new(view(execution)) };
+    match serde_json::to_string(&message) {
+        Ok(text) => Some(text.into()),
+        Err(error) => {
+            warn!(%error, "could not encode an update");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sandrun_crds::{ExecutionStatus, Phase};
+
+    use super::*;
+
+    #[test]
+    fn the_update_is_encoded_once_as_clients_read_it() {
+        let mut cancelled = Execution::new("run-1", Default::default());
+        cancelled.metadata.namespace = Some("team".into());
+        cancelled.status = Some(ExecutionStatus { phase: Phase::Cancelled, ..Default::default() });
+        let change = Change::new(Arc::new(cancelled));
+        let text = change.message.expect("encoded");
+        let message: ServerMessage = serde_json::from_str(&text).unwrap();
+        let ServerMessage::Update { execution } = message else { panic!("not an update: {text}") };
+        assert_eq!((execution.id.as_str(), execution.status), ("run-1", crate::api::State::Cancelled));
+    }
+}

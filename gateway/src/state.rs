@@ -1,0 +1,30 @@
+//! What every handler and socket shares: the Kubernetes client, the keys,
+//! the hub and the metrics.
+
+use kube::Client;
+use prometheus_client::registry::Registry;
+
+use crate::auth::Keys;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub client: Client,
+    /// Executions made through the gateway are deleted this long after they
+    /// finish, so a busy gateway does not fill etcd.
+    pub execution_ttl_seconds: u32,
+    pub keys: Keys,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub registry: Registry,
+}
+
+impl AppState {
+    /// Registers the metrics and starts the hub's watch in the background.
+    pub fn new(client: Client, keys: Keys, execution_ttl_seconds: u32) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let hub = Hub::start(client.clone());
+        Self { client, execution_ttl_seconds, keys, hub, metrics, registry }
+    }
+}
