@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod rest;
 pub mod router;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod web;

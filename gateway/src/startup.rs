@@ -1,8 +1,10 @@
-//! Process start-up: flags, keys, serving until a signal.
+//! Process start-up: flags, keys, serving until a signal, and the
+//! graceful shutdown that follows it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use clap::Parser;
@@ -14,6 +16,11 @@ use tracing::{info, warn};
 use crate::auth::{Keys, KeysError};
 use crate::router::{router, Limits};
 use crate::state::AppState;
+
+/// How long a shutdown waits for open sockets' close handshakes, each of
+/// which waits at most 5 s for the client's close frame; well inside the
+/// pod's 30 s grace period.
+const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
 #[command(name = "sandrun-gateway", version, about = "REST and WebSocket gateway to sandrun Executions")]
@@ -100,14 +107,16 @@ pub async fn run(args: Args) -> Result<(), StartError> {
         .map_err(|source| StartError::Serve { addr: args.listen, source })
 }
 
-/// Serves until `stop` completes and requests in flight have finished.
+/// Serves until `stop` completes. Then open sockets are closed with 1001
+/// (going away), requests in flight finish, and it waits for the sockets'
+/// close handshakes before it returns.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     limits: &Limits,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state, limits);
+    let app = router(state.clone(), limits);
     // Nagle's algorithm would hold an update written right after another
     // until the client acknowledges the first (up to its delayed-ACK 40 ms).
     let listener = listener.tap_io(|tcp| {
@@ -115,7 +124,15 @@ pub async fn serve(
             warn!(%error, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app).with_graceful_shutdown(stop).await
+    let sessions = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            sessions.shutdown.begin();
+        })
+        .await?;
+    state.shutdown.sessions_ended(SOCKETS_CLOSE_WITHIN).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,5 @@
 //! What every handler and socket shares: the Kubernetes client, the keys,
-//! the hub and the metrics.
+//! the hub, the metrics, and the signal that the gateway is shutting down.
 
 use kube::Client;
 use prometheus_client::registry::Registry;
@@ -7,6 +7,7 @@ use prometheus_client::registry::Registry;
 use crate::auth::Keys;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 pub struct AppState {
     pub client: Client,
@@ -17,6 +18,7 @@ pub struct AppState {
     pub hub: Hub,
     pub metrics: Metrics,
     pub registry: Registry,
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -25,6 +27,6 @@ impl AppState {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let hub = Hub::start(client.clone());
-        Self { client, execution_ttl_seconds, keys, hub, metrics, registry }
+        Self { client, execution_ttl_seconds, keys, hub, metrics, registry, shutdown: Shutdown::default() }
     }
 }

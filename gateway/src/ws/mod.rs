@@ -44,5 +44,9 @@ pub async fn upgrade(
         .max_message_size(READ_LIMIT_BYTES)
         .max_frame_size(READ_LIMIT_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::run(socket, state, tenant)))
+        .on_upgrade(move |socket| {
+            // Tracked, so that a shutdown waits for its close handshake.
+            let session = session::run(socket, state.clone(), tenant);
+            state.shutdown.track(session)
+        }))
 }

@@ -20,6 +20,9 @@ pub const READ_LIMIT_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
 /// is zeroed and kept per socket: 1.3 GiB for 10k idle clients. Clients
 /// send little; a big message is still read whole, this much per read.
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The gateway is shutting down; the client may connect again (to another
+/// replica, or to this one once it is back).
+const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_NOT_UTF8: u16 = 1007;
 pub const CLOSE_POLICY: u16 = 1008;
@@ -38,6 +41,7 @@ pub enum End {
 }
 
 pub const TOO_BIG: End = End::Close { code: CLOSE_TOO_BIG, reason: "message over 1 MiB", readable: true };
+pub const GOING_AWAY: End = End::Close { code: CLOSE_GOING_AWAY, reason: "gateway shutting down", readable: true };
 
 /// The end a failed read calls for. The library reads nothing more after
 /// an error, so none of them is `readable`.

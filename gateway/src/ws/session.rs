@@ -1,12 +1,13 @@
 //! One socket's life: a writer task owns the sink, and a session loop
-//! reads client messages and the shared watch.
+//! reads client messages, the shared watch and the shutdown signal.
 //!
 //! A reconnecting client subscribes again and gets the current state at
 //! once, so no final result is lost. Bad input never ends a session by
 //! itself: a message the gateway cannot use is answered with an `error`.
-//! A message over the cap, or a frame it cannot read, ends it with the
-//! close code for the reason (see `protocol`), and the gateway then waits
-//! for the client's close frame, so that the connection ends cleanly.
+//! A message over the cap, a frame it cannot read, or the gateway shutting
+//! down ends it with the close code for the reason (see `protocol`), and
+//! the gateway then waits for the client's close frame, so that the
+//! connection ends cleanly.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -19,7 +20,9 @@ use sandrun_crds::Execution;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::protocol::{encode, on_read_error, parse, update, End, CLOSE_POLICY, MAX_MESSAGE_BYTES, TOO_BIG};
+use super::protocol::{
+    encode, on_read_error, parse, update, End, CLOSE_POLICY, GOING_AWAY, MAX_MESSAGE_BYTES, TOO_BIG,
+};
 use crate::api::{ClientMessage, ServerMessage};
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -93,6 +96,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, tenant: Tenant) {
                 // Too far behind the watch: resend the current state instead.
                 Received::Lagged => session.resend_all(),
             },
+            // Told once, for good: a session that opens after the shutdown
+            // has begun closes at once.
+            _ = state.shutdown.begun() => break GOING_AWAY,
             _ = ping.tick() => {
                 if last_heard.elapsed() > IDLE_LIMIT {
                     break End::Close { code: CLOSE_POLICY, reason: "no answer to pings", readable: true };
