@@ -1,5 +1,5 @@
 //! Wires the reconciler to its watches. Every watch also fills a store
-//! (see [`crate::stores`]), so reconciles read memory, not the API server.
+//! (see [`crate::store`]), so reconciles read memory, not the API server.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,11 +15,10 @@ use kube::{Api, Client, ResourceExt};
 use sandrun_crds::Execution;
 use tracing::{debug, warn};
 
-use crate::children::OfExecution;
 use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
-use crate::stores::{slim_execution, slim_job, slim_pod, triggers, Writers};
-use crate::views::{JobView, PodView};
+use crate::store::records::{execution_of, slim_execution};
+use crate::store::{triggers, JobView, PodView, Writers};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -49,10 +48,8 @@ pub async fn run(
         .default_backoff()
         .modify(slim_execution)
         .reflect(executions_writer);
-    let jobs = watcher(api::<JobView>(&client, ns), managed.clone())
-        .default_backoff()
-        .modify(slim_job)
-        .inspect(ctx.stores.jobs.feeder());
+    let jobs =
+        watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().inspect(ctx.stores.jobs.feeder());
     // Only to notice an inputs ConfigMap deleted before its pod started, so
     // only names are kept (and only metadata is watched).
     let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
@@ -60,10 +57,7 @@ pub async fn run(
         .inspect(ctx.stores.config_maps.feeder());
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
-    let pods = watcher(api::<PodView>(&client, ns), execution_pods)
-        .default_backoff()
-        .modify(slim_pod)
-        .inspect(ctx.stores.pods.feeder());
+    let pods = watcher(api::<PodView>(&client, ns), execution_pods).default_backoff().inspect(ctx.stores.pods.feeder());
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()
@@ -74,7 +68,7 @@ pub async fn run(
         .owns_stream(triggers(jobs))
         .owns_stream(triggers(config_maps))
         .watches_stream(triggers(pods), |pod: PodView| {
-            let name = pod.execution()?.clone();
+            let name = execution_of(&pod)?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })
         .with_config(controller::Config::default().concurrency(concurrency))

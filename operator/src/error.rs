@@ -1,4 +1,9 @@
+//! Why a reconcile failed. Each is retried (see `reconcile::error_policy`);
+//! start-up failures, which end the process, are `startup::StartError`.
+
 use thiserror::Error;
+
+use crate::store::NotReady;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -29,36 +34,10 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("the watches of Jobs, pods, ConfigMaps and NetworkPolicies have not listed yet (RBAC? see the watcher's warnings)")]
-    StoresNotReady,
+    #[error(transparent)]
+    StoresNotReady(#[from] NotReady),
     #[error("the Execution has no namespace")]
     NoNamespace,
-    #[error("reading config {path}: {source}")]
-    ConfigRead {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("parsing config {path}: {source}")]
-    ConfigParse {
-        path: String,
-        #[source]
-        source: serde_yaml::Error,
-    },
-    #[error("leader election: {0}")]
-    Election(#[source] kube_lease_manager::LeaseManagerError),
-    #[error("leader election stopped")]
-    ElectionStopped,
-    #[error("lost the lease to another replica")]
-    LeadershipLost,
-    #[error("connecting to Kubernetes: {0}")]
-    Connect(#[source] kube::Error),
-    #[error("serving HTTP on {addr}: {source}")]
-    Serve {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
@@ -70,11 +49,7 @@ impl Error {
             Error::WriteStatus { .. } => "write_status",
             Error::Delete { .. } => "delete",
             Error::NoNamespace => "no_namespace",
-            Error::StoresNotReady => "stores_not_ready",
-            Error::ConfigRead { .. } | Error::ConfigParse { .. } => "config",
-            Error::Connect(_) => "connect",
-            Error::Election(_) | Error::ElectionStopped | Error::LeadershipLost => "election",
-            Error::Serve { .. } => "serve",
+            Error::StoresNotReady(_) => "stores_not_ready",
         }
     }
 }

@@ -8,8 +8,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::error::{Error, Result};
 use crate::labels::FIELD_MANAGER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    #[error("leader election: {0}")]
+    Campaign(#[source] LeaseManagerError),
+    #[error("leader election stopped")]
+    Stopped,
+}
+
+type Result<T, E = ElectionError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
 pub struct Election {
@@ -44,7 +53,7 @@ impl Leadership {
             .with_parameters(election.params())
             .build()
             .await
-            .map_err(Error::Election)?;
+            .map_err(ElectionError::Campaign)?;
         let (held, task) = manager.watch().await;
         Ok(Self { held, task })
     }
@@ -53,7 +62,7 @@ impl Leadership {
     pub async fn acquired(&mut self) -> Result<()> {
         match self.held.wait_for(|held| *held).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(Error::ElectionStopped),
+            Err(_) => Err(ElectionError::Stopped),
         }
     }
 

@@ -2,26 +2,26 @@
 //! comes back into the Execution's status.
 //!
 //! The core is pure — [`validate`], [`objects`] and [`status`] take plain
-//! values — and [`reconcile`] is the thin layer that reads and writes the
-//! cluster around them.
+//! values, and the reconcile's `decide` step turns gathered facts into
+//! steps — while [`reconcile`] gathers from the stores ([`store`]) and acts
+//! against the API server around them. [`startup`] runs it all.
 
-pub mod children;
 pub mod config;
-pub mod controller;
-pub mod error;
-pub mod events;
-pub mod http;
 pub mod labels;
-pub mod leader;
-pub mod metrics;
-pub mod name_set;
 pub mod objects;
-pub mod quantity;
 pub mod reconcile;
-pub mod relisted;
 pub mod startup;
 pub mod status;
-pub mod stores;
-pub mod text;
+pub mod store;
 pub mod validate;
-pub mod views;
+
+mod controller;
+mod error;
+mod events;
+mod http;
+mod leader;
+mod metrics;
+mod quantity;
+mod text;
+
+pub use error::Error;

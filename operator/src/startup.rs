@@ -11,14 +11,44 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::OperatorConfig;
-use crate::error::{Error, Result};
 use crate::events::{EventQueue, Reporter};
 use crate::http::{router, HttpState};
 use crate::labels::FIELD_MANAGER;
-use crate::leader::{Election, Leadership};
+use crate::leader::{Election, ElectionError, Leadership};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
-use crate::stores::{Stores, Writers};
+use crate::store::{Stores, Writers};
+
+/// Why the operator could not start, or stopped: each ends the process.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("reading config {path}: {source}")]
+    ConfigRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing config {path}: {source}")]
+    ConfigParse {
+        path: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error(transparent)]
+    Election(#[from] ElectionError),
+    #[error("lost the lease to another replica")]
+    LeadershipLost,
+    #[error("connecting to Kubernetes: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("serving HTTP on {addr}: {source}")]
+    Serve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = StartError> = std::result::Result<T, E>;
 
 #[derive(Parser, Debug)]
 #[command(name = "sandrun-operator", version, about = "Runs each Execution as a gVisor Job")]
@@ -57,13 +87,14 @@ fn load_config(path: Option<&str>) -> Result<OperatorConfig> {
     let Some(path) = path else {
         return Ok(OperatorConfig::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead { path: path.to_owned(), source })?;
-    OperatorConfig::from_yaml(&text).map_err(|source| Error::ConfigParse { path: path.to_owned(), source })
+    let text =
+        std::fs::read_to_string(path).map_err(|source| StartError::ConfigRead { path: path.to_owned(), source })?;
+    OperatorConfig::from_yaml(&text).map_err(|source| StartError::ConfigParse { path: path.to_owned(), source })
 }
 
 pub async fn run(args: Args) -> Result<()> {
     let config = load_config(args.config.as_deref())?;
-    let client = Client::try_default().await.map_err(Error::Connect)?;
+    let client = Client::try_default().await.map_err(StartError::Connect)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let instance = std::env::var("POD_NAME").ok().or_else(hostname).unwrap_or_else(|| FIELD_MANAGER.to_owned());
@@ -82,7 +113,7 @@ pub async fn run(args: Args) -> Result<()> {
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
-        .map_err(|source| Error::Serve { addr: args.http_addr.to_string(), source })?;
+        .map_err(|source| StartError::Serve { addr: args.http_addr.to_string(), source })?;
     info!(addr = %args.http_addr, namespace = args.namespace.as_deref().unwrap_or("*"), "sandrun-operator starting");
     let app = router(Arc::new(HttpState { registry, client }));
     let http_addr = args.http_addr;
@@ -108,7 +139,7 @@ pub async fn run(args: Args) -> Result<()> {
         outcome
     };
     let (served, worked) = tokio::join!(server, work);
-    served.map_err(|source| Error::Serve { addr: http_addr.to_string(), source })?;
+    served.map_err(|source| StartError::Serve { addr: http_addr.to_string(), source })?;
     worked
 }
 
@@ -145,7 +176,7 @@ async fn lead(
         // than drain (reconciles are idempotent, so a cut one is redone).
         () = leadership.lost() => {
             ctx.metrics.leader.set(0);
-            Err(Error::LeadershipLost)
+            Err(StartError::LeadershipLost)
         }
     }
 }

@@ -9,8 +9,8 @@ use sandrun_runner::{parse_frame, RunResult};
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
+use crate::store::{JobRecord, PodRecord};
 use crate::text::{apply_safe, truncate_at_char};
-use crate::views::{JobRecord, PodView};
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -131,9 +131,9 @@ pub enum Frame {
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
     pub job: Option<&'a JobRecord>,
-    pub pod: Option<&'a PodView>,
+    pub pod: Option<&'a PodRecord>,
     /// Read once the run container has terminated; `None` before that.
-    pub frame: Option<Frame>,
+    pub frame: Option<&'a Frame>,
     /// An earlier reconcile created the Job (so its absence means deletion).
     pub job_was_created: bool,
 }
@@ -143,7 +143,7 @@ pub fn derive(execution: &Execution, observed: &Observed, now: &Time) -> Executi
     let previous = execution.status.clone().unwrap_or_default();
     let mut next = progress(execution, observed, now);
     next.job_name = observed.job.map(|j| j.name.clone()).or(previous.job_name.clone());
-    next.pod_name = observed.pod.and_then(|p| p.metadata.name.clone()).or(previous.pod_name.clone());
+    next.pod_name = observed.pod.map(|p| p.name.clone()).or(previous.pod_name.clone());
     with_conditions(next, &previous, execution.metadata.generation, now)
 }
 
@@ -189,7 +189,7 @@ fn progress(execution: &Execution, observed: &Observed, now: &Time) -> Execution
     };
     let run = observed.pod.and_then(|p| container_state(p, RUN_CONTAINER, false));
     if let Some(terminated) = run.as_ref().and_then(|s| s.terminated.as_ref()) {
-        return finished(execution, terminated, observed.frame.as_ref(), eviction(observed.pod), now);
+        return finished(execution, terminated, observed.frame, eviction(observed.pod), now);
     }
     let install = observed.pod.and_then(|p| container_state(p, INSTALL_CONTAINER, true));
     if let Some(t) = install.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0) {
@@ -223,7 +223,7 @@ fn progress(execution: &Execution, observed: &Observed, now: &Time) -> Execution
     pending(observed.pod, run.as_ref().or(install.as_ref()))
 }
 
-fn pending(pod: Option<&PodView>, state: Option<&ContainerState>) -> ExecutionStatus {
+fn pending(pod: Option<&PodRecord>, state: Option<&ContainerState>) -> ExecutionStatus {
     let unschedulable = pod
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.conditions.as_ref())
@@ -244,7 +244,7 @@ fn pending(pod: Option<&PodView>, state: Option<&ContainerState>) -> ExecutionSt
 }
 
 /// The kubelet's reason for evicting the pod, if it did.
-fn eviction(pod: Option<&PodView>) -> Option<String> {
+fn eviction(pod: Option<&PodRecord>) -> Option<String> {
     let status = pod?.status.as_ref()?;
     (status.reason.as_deref() == Some("Evicted")).then(|| status.message.clone().unwrap_or_default())
 }
@@ -385,7 +385,7 @@ fn failed(reason: &str, message: String, now: &Time) -> ExecutionStatus {
 /// Whether a pod may still have to mount the inputs ConfigMap: until it
 /// leaves Pending, a ConfigMap deleted by hand holds it in ContainerCreating.
 /// Before there is a pod nothing waits; its arrival brings another look.
-pub fn awaits_inputs(pod: Option<&PodView>) -> bool {
+pub fn awaits_inputs(pod: Option<&PodRecord>) -> bool {
     pod.is_some_and(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|phase| phase == "Pending"))
 }
 
@@ -398,7 +398,7 @@ pub fn worth_writing(previous: &ExecutionStatus, next: &ExecutionStatus) -> bool
 
 /// The runner's frame from the run container's termination message, when it
 /// fit there; otherwise it has to be read from the log.
-pub fn frame_in_message(pod: &PodView) -> Option<RunResult> {
+pub fn frame_in_message(pod: &PodRecord) -> Option<RunResult> {
     let terminated = container_state(pod, RUN_CONTAINER, false)?.terminated.filter(|t| t.exit_code == 0)?;
     parse_frame(terminated.message.as_deref()?)?.ok()
 }
@@ -406,7 +406,7 @@ pub fn frame_in_message(pod: &PodView) -> Option<RunResult> {
 /// Whether the run container has ended with exit code 0, so the runner's
 /// frame is there to be read and can be trusted. Any other end gets no look
 /// at the frame: what is there may be the program's.
-pub fn runner_exited_cleanly(pod: &PodView) -> bool {
+pub fn runner_exited_cleanly(pod: &PodRecord) -> bool {
     container_state(pod, RUN_CONTAINER, false).and_then(|s| s.terminated).is_some_and(|t| t.exit_code == 0)
 }
 
@@ -465,7 +465,7 @@ pub fn overdue(
     Ok(with_conditions(ended, &previous, execution.metadata.generation, now))
 }
 
-fn container_state(pod: &PodView, name: &str, init: bool) -> Option<ContainerState> {
+fn container_state(pod: &PodRecord, name: &str, init: bool) -> Option<ContainerState> {
     let status = pod.status.as_ref()?;
     let list = if init { status.init_container_statuses.as_ref() } else { status.container_statuses.as_ref() };
     list?.iter().find(|c| c.name == name)?.state.clone()

@@ -1,13 +1,13 @@
 use super::*;
-use crate::views::JobView;
+use crate::store::{JobView, PodView};
 use k8s_openapi::jiff::Timestamp;
 use sandrun_crds::{ExecutionSpec, Limits};
 use serde_json::json;
 
 /// name, pod, frame, expected phase, reason, exit code
-type RunCase = (&'static str, PodView, Option<Frame>, Phase, &'static str, Option<i32>);
+type RunCase = (&'static str, PodRecord, Option<Frame>, Phase, &'static str, Option<i32>);
 /// name, job, pod, expected phase, reason
-type StateCase<'a> = (&'static str, Option<&'a JobRecord>, Option<&'a PodView>, Phase, &'static str);
+type StateCase<'a> = (&'static str, Option<&'a JobRecord>, Option<&'a PodRecord>, Phase, &'static str);
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
@@ -32,11 +32,13 @@ fn job(conditions: serde_json::Value) -> JobRecord {
     JobRecord::from(&view)
 }
 
-fn pod(status: serde_json::Value) -> PodView {
-    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status})).unwrap()
+fn pod(status: serde_json::Value) -> PodRecord {
+    let view: PodView =
+        serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1"}, "status": status})).unwrap();
+    PodRecord::from(&view)
 }
 
-fn run_terminated(exit_code: i32, reason: &str) -> PodView {
+fn run_terminated(exit_code: i32, reason: &str) -> PodRecord {
     pod(json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": reason,
             "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
@@ -54,8 +56,8 @@ fn frame(f: impl FnOnce(&mut RunResult)) -> Option<Frame> {
     Some(Frame::Parsed(r))
 }
 
-fn derive_with(job: Option<&JobRecord>, pod: Option<&PodView>, frame: Option<Frame>) -> ExecutionStatus {
-    derive(&execution(), &Observed { job, pod, frame, job_was_created: true }, &now())
+fn derive_with(job: Option<&JobRecord>, pod: Option<&PodRecord>, frame: Option<Frame>) -> ExecutionStatus {
+    derive(&execution(), &Observed { job, pod, frame: frame.as_ref(), job_was_created: true }, &now())
 }
 
 #[test]
@@ -294,12 +296,13 @@ fn transition_time_moves_only_when_a_condition_flips() {
     let mut e = execution();
     e.status = Some(derive(&e, &Observed { job: Some(&j), ..Default::default() }, &now()));
     let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
+    let parsed = frame(|_| {});
     let done = derive(
         &e,
         &Observed {
             job: Some(&j),
             pod: Some(&run_terminated(0, "Completed")),
-            frame: frame(|_| {}),
+            frame: parsed.as_ref(),
             job_was_created: true,
         },
         &later,

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use kube::ResourceExt;
 
-use crate::relisted::{Listed, Watched};
+use super::relist::{Collect, Listed, Watched};
 
 type Key = (String, String);
 
@@ -20,11 +20,13 @@ fn key_of(object: &impl ResourceExt) -> Option<Key> {
     Some((object.namespace()?, object.meta().name.clone()?))
 }
 
-impl<K: ResourceExt> Watched<K> for Names {
+impl<K: ResourceExt> Collect<K> for Names {
     fn add(&mut self, object: &K) {
         self.0.extend(key_of(object));
     }
+}
 
+impl<K: ResourceExt> Watched<K> for Names {
     fn remove(&mut self, object: &K) {
         if let Some(key) = key_of(object) {
             self.0.remove(&key);
@@ -45,33 +47,29 @@ mod tests {
     use kube::api::ObjectMeta;
     use kube::runtime::watcher::Event;
 
-    fn config_map(name: &str) -> ConfigMap {
+    fn config_map(namespace: &str, name: &str) -> ConfigMap {
         ConfigMap {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some("a".into()), ..Default::default() },
+            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
             ..Default::default()
         }
-    }
-
-    #[tokio::test]
-    async fn a_relist_replaces_the_names_and_marks_the_set_ready() {
-        let set = NameSet::default();
-        set.apply(&Event::Apply(config_map("gone-while-disconnected")));
-        assert!(tokio::time::timeout(std::time::Duration::from_millis(10), set.wait_until_ready()).await.is_err());
-        set.apply::<ConfigMap>(&Event::Init);
-        set.apply(&Event::InitApply(config_map("kept")));
-        assert!(set.contains("a", "gone-while-disconnected"), "the old names hold until the re-list is whole");
-        set.apply::<ConfigMap>(&Event::InitDone);
-        set.wait_until_ready().await;
-        assert!(set.contains("a", "kept"));
-        assert!(!set.contains("a", "gone-while-disconnected"));
     }
 
     #[test]
     fn names_come_and_go_with_their_objects() {
         let set = NameSet::default();
-        set.apply(&Event::Apply(config_map("inputs")));
+        set.apply(&Event::Apply(config_map("a", "inputs")));
         assert!(set.contains("a", "inputs") && !set.contains("b", "inputs"));
-        set.apply(&Event::Delete(config_map("inputs")));
+        set.apply(&Event::Delete(config_map("a", "inputs")));
         assert!(!set.contains("a", "inputs"));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_names() {
+        let set = NameSet::default();
+        set.apply(&Event::Apply(config_map("a", "gone")));
+        set.apply::<ConfigMap>(&Event::Init);
+        set.apply(&Event::InitApply(config_map("a", "kept")));
+        set.apply::<ConfigMap>(&Event::InitDone);
+        assert!(set.contains("a", "kept") && !set.contains("a", "gone"));
     }
 }

@@ -1,0 +1,345 @@
+//! What to do next for one Execution, from what was gathered. Pure: plain
+//! values in, a list of steps and when to look again out. Every rule of the
+//! operator's reconcile is here; `gather` only reads and `act` only does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::SignedDuration;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::ResourceExt;
+use sandrun_crds::{Execution, ExecutionStatus, Phase};
+
+use crate::config::OperatorConfig;
+use crate::labels::child_name;
+use crate::metrics::PhaseLabels;
+use crate::objects;
+use crate::status::{self, Frame, Observed};
+use crate::store::{JobRecord, JobSlot, PodRecord};
+use crate::validate;
+
+/// Safety net for missed watch events while an Execution is in flight.
+pub const IN_FLIGHT_RESYNC: Duration = Duration::from_secs(300);
+/// How often to look again while a Job that is not this run's is in the way.
+pub const IN_THE_WAY_RETRY: Duration = Duration::from_secs(2);
+
+/// Everything a decision reads. `gather` fills only what the decision for
+/// this Execution's state will read: nothing of its children once it has
+/// finished, no log unless the runner exited cleanly.
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    pub execution: &'a Execution,
+    pub namespace: String,
+    pub now: Time,
+    /// The run's Job: from the store, or from the API server when the store
+    /// lags a Job this operator made (its name is in the status).
+    pub job: Option<JobSlot>,
+    /// The newest pod of that Job.
+    pub pod: Option<Arc<PodRecord>>,
+    /// The runner's frame, read only from a run container that exited 0.
+    pub frame: Option<Frame>,
+    /// The namespace's deny-all NetworkPolicy as the store holds it.
+    pub policy: Option<Arc<NetworkPolicy>>,
+    /// The pod still has to mount its inputs, and the API server confirms
+    /// the ConfigMap is gone (see [`must_check_inputs`]).
+    pub inputs_missing: bool,
+    /// Why the API server refused this run's children, applied earlier in
+    /// this reconcile.
+    pub refused: Option<String>,
+}
+
+impl<'a> Facts<'a> {
+    /// Facts with nothing gathered of the children.
+    pub fn of(execution: &'a Execution, namespace: impl Into<String>, now: Time) -> Self {
+        Self {
+            execution,
+            namespace: namespace.into(),
+            now,
+            job: None,
+            pod: None,
+            frame: None,
+            policy: None,
+            inputs_missing: false,
+            refused: None,
+        }
+    }
+}
+
+/// One thing to do, in order. A failed step ends the reconcile with its
+/// error, so what follows it (an Event after a status write) is not done.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Drop a finished run's Job and pods from the stores.
+    ForgetChildren,
+    ApplyPolicy(NetworkPolicy),
+    /// Apply the inputs and the Job. What happens feeds back into the facts
+    /// (the Job made, or why it was refused) and the reconcile decides again.
+    CreateChildren {
+        config_map: ConfigMap,
+        job: Box<Job>,
+    },
+    /// Put back an inputs ConfigMap deleted before the pod mounted it.
+    ApplyInputs(ConfigMap),
+    /// Through the status subresource, on the resourceVersion read.
+    WriteStatus(Box<ExecutionStatus>),
+    /// With the Job's uid as precondition when it is known.
+    DeleteJob(JobRecord),
+    /// TTL expiry, with the Execution's uid as precondition.
+    DeleteExecution,
+    Publish(Notice),
+    CountFinished(PhaseLabels),
+}
+
+/// An Event about the Execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub type_: EventType,
+    pub reason: String,
+    pub note: String,
+}
+
+/// When the reconcile is done: now, with this action, or after acting on
+/// a step that feeds back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Then {
+    Done(Action),
+    DecideAgain,
+}
+
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub steps: Vec<Step>,
+    pub then: Then,
+    /// Why, for the log, where the steps alone do not say.
+    pub why: Option<&'static str>,
+}
+
+impl Decision {
+    fn done(steps: Vec<Step>, action: Action) -> Self {
+        Self { steps, then: Then::Done(action), why: None }
+    }
+
+    fn because(mut self, why: &'static str) -> Self {
+        self.why = Some(why);
+        self
+    }
+}
+
+pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
+    let execution = facts.execution;
+    if execution.metadata.deletion_timestamp.is_some() {
+        return Decision::done(Vec::new(), Action::await_change());
+    }
+    let previous = execution.status.clone().unwrap_or_default();
+    if previous.is_terminal() {
+        // The result is in the Execution: no reconcile reads its Job or
+        // pods again.
+        return expire(facts, vec![Step::ForgetChildren]);
+    }
+    if sandrun_crds::cancel_requested(execution) {
+        return cancel(facts, &previous);
+    }
+    let program = match validate::program(&execution.spec, config) {
+        Ok(program) => program,
+        Err(problem) => return reject(facts, problem.to_string()),
+    };
+    if let Some(refusal) = &facts.refused {
+        return reject(facts, format!("the API server rejected the {refusal}"));
+    }
+    let job = match &facts.job {
+        // Only a finished run's Job is forgotten, and this run is not.
+        Some(JobSlot::Forgotten) => {
+            return wait_for_job_in_the_way(facts, config, &previous)
+                .because("waiting for an earlier same-named run's Job to go away")
+        }
+        Some(JobSlot::Held(job)) if !owned_by(job, execution) => {
+            return wait_for_job_in_the_way(facts, config, &previous)
+                .because("waiting for a Job this Execution does not own to go away")
+        }
+        Some(JobSlot::Held(job)) => Some(job.as_ref()),
+        None => None,
+    };
+    if job.is_none() && previous.job_name.is_none() {
+        return create_children(facts, &program, config);
+    }
+
+    let mut steps = Vec::new();
+    if facts.inputs_missing {
+        let config_map = objects::config_map(execution, &facts.namespace);
+        let note = format!("re-created ConfigMap {}", config_map.name_any());
+        steps.push(Step::ApplyInputs(config_map));
+        steps.push(Step::Publish(Notice { type_: EventType::Warning, reason: "InputsRestored".into(), note }));
+    }
+    let observed = Observed {
+        job,
+        pod: facts.pod.as_deref(),
+        frame: facts.frame.as_ref(),
+        job_was_created: previous.job_name.is_some(),
+    };
+    let mut next = status::derive(execution, &observed, &facts.now);
+    if next.stdout.is_some() || next.stderr.is_some() {
+        // Only a finished run carries output; size the spec just then.
+        status::fit_to_object_limit(&mut next, spec_bytes(execution));
+    }
+    if !next.is_terminal() {
+        let (allowance, grace) = (config.startup_allowance_seconds, config.result_grace_seconds);
+        match status::overdue(execution, &next, allowance, grace, &facts.now) {
+            Ok(ended) => return end_run(facts, &previous, steps, job, ended),
+            Err(left) => {
+                write_if_worth_it(&mut steps, &previous, next);
+                // Back exactly when the run would be overdue.
+                return Decision::done(steps, Action::requeue(left.min(IN_FLIGHT_RESYNC)));
+            }
+        }
+    }
+    let stuck = status::leaves_stuck_pod(&next);
+    write_if_worth_it(&mut steps, &previous, next);
+    if let Some(job) = job.filter(|_| stuck) {
+        // Stop the kubelet retrying an image that will never come.
+        steps.push(Step::DeleteJob(job.clone()));
+    }
+    expire(facts, steps)
+}
+
+/// Whether the inputs ConfigMap must be confirmed present: the run's Job
+/// exists, an earlier reconcile made it, and its pod may still have to
+/// mount them. Read by `gather`, so it asks the API server only then.
+pub fn must_check_inputs(execution: &Execution, job: Option<&JobSlot>, pod: Option<&PodRecord>) -> bool {
+    let made_earlier = execution.status.as_ref().is_some_and(|s| s.job_name.is_some());
+    made_earlier && job.is_some_and(|slot| is_ours(slot, execution)) && status::awaits_inputs(pod)
+}
+
+/// A Job this Execution owns, held in the store.
+pub fn is_ours(slot: &JobSlot, execution: &Execution) -> bool {
+    matches!(slot, JobSlot::Held(job) if owned_by(job, execution))
+}
+
+pub fn owned_by(job: &JobRecord, execution: &Execution) -> bool {
+    execution.uid().is_some_and(|uid| job.owner_uids.contains(&uid))
+}
+
+fn create_children(facts: &Facts, program: &validate::Program, config: &OperatorConfig) -> Decision {
+    let (execution, namespace) = (facts.execution, facts.namespace.as_str());
+    let mut steps = Vec::new();
+    let policy = objects::deny_all_network_policy(namespace);
+    // Applied only when missing or changed: one per namespace.
+    if !facts.policy.as_ref().is_some_and(|existing| existing.spec == policy.spec) {
+        steps.push(Step::ApplyPolicy(policy));
+    }
+    steps.push(Step::CreateChildren {
+        config_map: objects::config_map(execution, namespace),
+        job: Box::new(objects::job(execution, namespace, program, config)),
+    });
+    Decision { steps, then: Then::DecideAgain, why: None }
+}
+
+/// Stops the run (the Job goes, and its pod with it) and records why.
+fn cancel(facts: &Facts, previous: &ExecutionStatus) -> Decision {
+    let execution = facts.execution;
+    let mut steps = match &facts.job {
+        Some(JobSlot::Held(job)) if owned_by(job, execution) => vec![Step::DeleteJob(job.as_ref().clone())],
+        // Not in the store yet: the Job has this run's name, and a Job of
+        // an earlier same-named run would have been forgotten, not missing.
+        Some(_) => Vec::new(),
+        None => vec![Step::DeleteJob(JobRecord { name: child_name(&execution.name_any()), ..Default::default() })],
+    };
+    write_and_announce(&mut steps, previous, status::cancelled(execution, &facts.now));
+    expire(facts, steps)
+}
+
+fn reject(facts: &Facts, message: String) -> Decision {
+    let next = status::invalid_spec(facts.execution, message.clone(), &facts.now);
+    let counted = finished_labels(&next);
+    let steps = vec![
+        Step::WriteStatus(Box::new(next)),
+        Step::Publish(Notice { type_: EventType::Warning, reason: "InvalidSpec".into(), note: message }),
+        Step::CountFinished(counted),
+    ];
+    // The spec is immutable: nothing will change this verdict.
+    Decision::done(steps, Action::await_change())
+}
+
+/// Ends a run the operator gave up waiting for: the terminal status says
+/// why, then its Job goes (and its pod with it, once a kubelet acts).
+fn end_run(
+    facts: &Facts,
+    previous: &ExecutionStatus,
+    mut steps: Vec<Step>,
+    job: Option<&JobRecord>,
+    ended: ExecutionStatus,
+) -> Decision {
+    // The verdict first: written against the copy read, it cannot land on
+    // a result that came in meanwhile (409), and then the Job must stay.
+    write_and_announce(&mut steps, previous, ended);
+    if let Some(job) = job.filter(|job| owned_by(job, facts.execution)) {
+        steps.push(Step::DeleteJob(job.clone()));
+    }
+    expire(facts, steps).because("run overdue; ending it")
+}
+
+/// Waits for a Job in the way (not this run's) to go, but not past the
+/// run's start bound.
+fn wait_for_job_in_the_way(facts: &Facts, config: &OperatorConfig, previous: &ExecutionStatus) -> Decision {
+    let (allowance, grace) = (config.startup_allowance_seconds, config.result_grace_seconds);
+    match status::overdue(facts.execution, previous, allowance, grace, &facts.now) {
+        Ok(ended) => end_run(facts, previous, Vec::new(), None, ended),
+        Err(left) => Decision::done(Vec::new(), Action::requeue(left.min(IN_THE_WAY_RETRY))),
+    }
+}
+
+/// Deletes a finished Execution once its `ttlSecondsAfterFinished` has
+/// passed, reading the status this reconcile started from.
+fn expire(facts: &Facts, mut steps: Vec<Step>) -> Decision {
+    let execution = facts.execution;
+    let (Some(ttl), Some(finished)) =
+        (execution.spec.ttl_seconds_after_finished, execution.status.as_ref().and_then(|s| s.completion_time.as_ref()))
+    else {
+        return Decision::done(steps, Action::await_change());
+    };
+    let due = finished.0.saturating_add(SignedDuration::from_secs(i64::from(ttl))).unwrap_or(finished.0);
+    let left = facts.now.0.duration_until(due);
+    if left.is_positive() {
+        return Decision::done(steps, Action::requeue(left.unsigned_abs()));
+    }
+    steps.push(Step::DeleteExecution);
+    Decision::done(steps, Action::await_change())
+}
+
+fn write_if_worth_it(steps: &mut Vec<Step>, previous: &ExecutionStatus, next: ExecutionStatus) {
+    if status::worth_writing(previous, &next) {
+        write_and_announce(steps, previous, next);
+    }
+}
+
+/// The status write, then the Event and count for a phase change.
+fn write_and_announce(steps: &mut Vec<Step>, previous: &ExecutionStatus, next: ExecutionStatus) {
+    let changed = previous.phase != next.phase;
+    let notice = changed.then(|| notice_of(&next));
+    let counted = (changed && next.is_terminal()).then(|| finished_labels(&next));
+    steps.push(Step::WriteStatus(Box::new(next)));
+    steps.extend(notice.map(Step::Publish));
+    steps.extend(counted.map(Step::CountFinished));
+}
+
+fn notice_of(next: &ExecutionStatus) -> Notice {
+    let note = next.message.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
+    let reason = next.reason.clone().unwrap_or_else(|| next.phase.as_str().to_owned());
+    let type_ = match next.phase {
+        Phase::Failed | Phase::TimedOut | Phase::Cancelled => EventType::Warning,
+        _ => EventType::Normal,
+    };
+    Notice { type_, reason, note }
+}
+
+fn finished_labels(status: &ExecutionStatus) -> PhaseLabels {
+    PhaseLabels { phase: status.phase.as_str().to_owned(), reason: status.reason.clone().unwrap_or_default() }
+}
+
+fn spec_bytes(execution: &Execution) -> usize {
+    serde_json::to_vec(&execution.spec).map(|v| v.len()).unwrap_or(0)
+}

@@ -1,0 +1,104 @@
+//! Reads what a decision about one Execution needs: from the stores, and
+//! from the API server only where a store cannot answer (a Job this
+//! operator made that its watch has not brought yet, an inputs ConfigMap
+//! that may be gone, the log of a frame too large for the termination
+//! message). Reads nothing of the children of a run that has finished.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, LogParams};
+use kube::ResourceExt;
+use sandrun_crds::Execution;
+use sandrun_runner::parse_frame;
+
+use super::decide::{is_ours, must_check_inputs, Facts};
+use super::Context;
+use crate::error::{is_invalid, is_not_found, Error, Result};
+use crate::labels::{child_name, inputs_name, NETWORK_POLICY_NAME, RUN_CONTAINER};
+use crate::metrics::SourceLabels;
+use crate::status::{self, Frame};
+use crate::store::{JobRecord, JobSlot, JobView, PodRecord};
+
+/// Enough for two 256 KiB streams even if every byte needed a JSON escape.
+const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
+/// A first list of ten thousand pods takes seconds, not this.
+const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
+
+pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts<'a>> {
+    let namespace = execution.namespace().ok_or(Error::NoNamespace)?;
+    let mut facts = Facts::of(execution, namespace, Time(Timestamp::now()));
+    let status = execution.status.as_ref();
+    if execution.metadata.deletion_timestamp.is_some() || status.is_some_and(|s| s.is_terminal()) {
+        return Ok(facts);
+    }
+    // An object missing from a store that has not listed yet proves nothing.
+    ctx.stores.wait_until_ready(STORES_READY_WITHIN).await?;
+    let name = execution.name_any();
+    let namespace = facts.namespace.clone();
+    facts.job = match ctx.stores.job(&namespace, &name) {
+        // The Job this operator made may not have come back through the
+        // watch yet; ask before concluding someone deleted it. A cancel
+        // needs no more than the store: it deletes by name.
+        None if status.is_some_and(|s| s.job_name.is_some()) && !sandrun_crds::cancel_requested(execution) => {
+            get_job(ctx, &namespace, &child_name(&name)).await?
+        }
+        slot => slot,
+    };
+    // Pods of a Job in the way are not this run's.
+    if let Some(JobSlot::Held(job)) = facts.job.as_ref().filter(|slot| is_ours(slot, execution)) {
+        facts.pod = ctx.stores.newest_pod(&namespace, &name, job);
+    }
+    facts.policy = ctx.stores.policy(&namespace, NETWORK_POLICY_NAME);
+    if must_check_inputs(execution, facts.job.as_ref(), facts.pod.as_deref()) {
+        facts.inputs_missing = inputs_missing(ctx, &namespace, execution).await?;
+    }
+    if let Some(pod) = facts.pod.as_deref().filter(|pod| status::runner_exited_cleanly(pod)) {
+        facts.frame = Some(read_frame(ctx, &namespace, pod).await?);
+    }
+    Ok(facts)
+}
+
+async fn get_job(ctx: &Context, namespace: &str, name: &str) -> Result<Option<JobSlot>> {
+    let job = Api::<JobView>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Read { kind: "Job", name: name.to_owned(), source })?;
+    Ok(job.map(|job| JobSlot::Held(JobRecord::from(&job).into())))
+}
+
+/// Whether the inputs ConfigMap is gone. The store may lag the apply that
+/// made it: only the API server can say it is really gone.
+async fn inputs_missing(ctx: &Context, namespace: &str, execution: &Execution) -> Result<bool> {
+    let name = inputs_name(&execution.name_any(), execution.uid().as_deref());
+    if ctx.stores.config_map_exists(namespace, &name) {
+        return Ok(false);
+    }
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let found = api.get_opt(&name).await.map_err(|source| Error::Read { kind: "ConfigMap", name, source })?;
+    Ok(found.is_none())
+}
+
+async fn read_frame(ctx: &Context, namespace: &str, pod: &PodRecord) -> Result<Frame> {
+    if let Some(result) = status::frame_in_message(pod) {
+        ctx.metrics.results_read.get_or_create(&SourceLabels { source: "termination-message" }).inc();
+        return Ok(Frame::Parsed(result));
+    }
+    ctx.metrics.results_read.get_or_create(&SourceLabels { source: "log" }).inc();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let params =
+        LogParams { container: Some(RUN_CONTAINER.to_owned()), limit_bytes: Some(MAX_LOG_BYTES), ..Default::default() };
+    match pods.logs(&pod.name, &params).await {
+        Ok(log) => Ok(match parse_frame(&log) {
+            Some(Ok(result)) => Frame::Parsed(result),
+            Some(Err(e)) => Frame::Unreadable(e.to_string()),
+            None => Frame::Missing,
+        }),
+        // 400: the kubelet has no log left to give (the container is gone,
+        // as after an eviction); waiting will not bring it back.
+        Err(e) if is_not_found(&e) || is_invalid(&e) => Ok(Frame::Missing),
+        Err(source) => Err(Error::Read { kind: "pod log", name: pod.name.clone(), source }),
+    }
+}
