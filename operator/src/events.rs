@@ -66,6 +66,13 @@ impl EventQueue {
         Self { sender, dropped }
     }
 
+    /// A queue nobody writes out: what is published waits in the receiver.
+    #[cfg(test)]
+    pub fn captured() -> (Self, mpsc::Receiver<(Event, ObjectReference)>) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        (Self { sender, dropped: Counter::default() }, receiver)
+    }
+
     pub fn publish(&self, event: Event, object: ObjectReference) {
         if self.sender.try_send((event, object)).is_err() {
             self.dropped.inc();

@@ -1,1 +1,404 @@
+//! Whole reconciles against a mocked API server (kube's `tower-test`
+//! pattern): for each state, the exact requests the operator sends, in
+//! order, and what it does with the answers, errors included.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Event;
+use kube::runtime::watcher;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use sandrun_crds::{Execution, ExecutionStatus, Phase};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{error_policy, reconcile, Context};
+use crate::config::OperatorConfig;
+use crate::error::Error;
+use crate::events::EventQueue;
+use crate::labels::inputs_name;
+use crate::metrics::Metrics;
+use crate::objects;
+use crate::store::{JobView, Stores};
+
+const NS: &str = "/namespaces/team-a";
+const JOB: &str = "/apis/batch/v1/namespaces/team-a/jobs/sandrun-hello";
+const EXECUTION: &str = "/apis/sandrun.dev/v1alpha1/namespaces/team-a/executions/hello";
+
+/// One request the API server expects, and its answer.
+struct Expect {
+    method: &'static str,
+    path: String,
+    status: u16,
+    /// `None`: echo the request body back (as an apply does), with a uid.
+    body: Option<Value>,
+}
+
+fn expect(method: &'static str, path: impl Into<String>, status: u16, body: Option<Value>) -> Expect {
+    Expect { method, path: path.into(), status, body }
+}
+
+/// What the operator sent.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+fn api_error(code: u16, reason: &str, message: &str) -> Option<Value> {
+    Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+        "message": message, "code": code}))
+}
+
+fn deleted() -> Option<Value> {
+    Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    events: mpsc::Receiver<(Event, ObjectReference)>,
+    server: tokio::task::JoinHandle<Vec<Seen>>,
+}
+
+/// A context whose client talks to a mock that answers `script` in order,
+/// with stores that have listed `jobs` (and nothing else).
+fn harness(script: Vec<Expect>, jobs: Vec<JobView>, policy: Option<NetworkPolicy>) -> Harness {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for expected in script {
+            let (request, respond) = handle.next_request().await.expect("the operator sent no further request");
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let request = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                body,
+            };
+            assert_eq!(
+                (request.method.as_str(), request.path.as_str()),
+                (expected.method, expected.path.as_str()),
+                "request {} (earlier: {seen:?})",
+                seen.len() + 1
+            );
+            let answer = expected.body.unwrap_or_else(|| {
+                let mut echoed = request.body.clone();
+                echoed["metadata"]["uid"] = json!("made-uid");
+                echoed
+            });
+            let response =
+                Response::builder().status(expected.status).body(Body::from(answer.to_string().into_bytes()));
+            respond.send_response(response.unwrap());
+            seen.push(request);
+        }
+        seen
+    });
+    let (stores, writers) = Stores::new();
+    stores.jobs.apply(&watcher::Event::Init);
+    for job in &jobs {
+        stores.jobs.apply(&watcher::Event::InitApply(job.clone()));
+    }
+    stores.jobs.apply::<JobView>(&watcher::Event::InitDone);
+    stores.pods.apply::<crate::store::PodView>(&watcher::Event::InitDone);
+    stores.config_maps.apply::<k8s_openapi::api::core::v1::ConfigMap>(&watcher::Event::InitDone);
+    let mut policies = writers.policies;
+    policies.apply_watcher_event(&watcher::Event::Init);
+    if let Some(policy) = policy {
+        policies.apply_watcher_event(&watcher::Event::InitApply(policy));
+    }
+    policies.apply_watcher_event(&watcher::Event::InitDone);
+    let (events, captured) = EventQueue::captured();
+    let ctx = Context {
+        client: Client::new(service, "default"),
+        config: OperatorConfig::default(),
+        events,
+        metrics: Metrics::register(&mut Registry::default()),
+        stores,
+    };
+    Harness { ctx: Arc::new(ctx), events: captured, server }
+}
+
+impl Harness {
+    async fn reconcile(&self, execution: Execution) -> Result<Action, Error> {
+        let run = reconcile(Arc::new(execution), self.ctx.clone());
+        tokio::time::timeout(Duration::from_secs(5), run).await.expect("reconcile waits on a request not scripted")
+    }
+
+    /// The requests, once all scripted ones were made.
+    async fn seen(self) -> (Vec<Seen>, Vec<String>) {
+        let Harness { server, mut events, ctx } = self;
+        let seen = tokio::time::timeout(Duration::from_secs(5), server).await.expect("scripted requests not made");
+        drop(ctx);
+        let mut reasons = Vec::new();
+        while let Ok((event, _)) = events.try_recv() {
+            reasons.push(event.reason);
+        }
+        (seen.unwrap(), reasons)
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn execution(f: impl FnOnce(&mut Execution)) -> Execution {
+    let mut e: Execution = serde_json::from_value(json!({
+        "apiVersion": "sandrun.dev/v1alpha1", "kind": "Execution",
+        "metadata": {"name": "hello", "namespace": "team-a", "uid": "uid-1", "resourceVersion": "41", "generation": 1},
+        "spec": {"language": "python", "source": {"files": [{"path": "main.py", "content": "print(1)"}]}}
+    }))
+    .unwrap();
+    e.metadata.creation_timestamp = Some(now());
+    f(&mut e);
+    e
+}
+
+fn as_json(e: &Execution) -> Option<Value> {
+    Some(serde_json::to_value(e).unwrap())
+}
+
+fn our_job(e: &Execution) -> JobView {
+    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello", "namespace": "team-a", "uid": "job-1",
+        "labels": {"sandrun.dev/execution": "hello"},
+        "ownerReferences": [{"apiVersion": "sandrun.dev/v1alpha1", "kind": "Execution", "name": "hello",
+            "uid": e.metadata.uid.clone().unwrap()}]}}))
+    .unwrap()
+}
+
+fn inputs_path(e: &Execution) -> String {
+    format!("/api/v1{NS}/configmaps/{}", inputs_name("hello", e.metadata.uid.as_deref()))
+}
+
+#[tokio::test]
+async fn a_new_run_gets_its_policy_inputs_job_and_status_in_that_order() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/sandrun-deny-all"), 200, None),
+        expect("PATCH", inputs_path(&e), 200, None),
+        expect("PATCH", JOB, 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], None);
+    let action = h.reconcile(e.clone()).await.unwrap();
+    assert!(action.eq(&Action::requeue(Duration::from_secs(300))), "back by the in-flight resync: {action:?}");
+    let (seen, events) = h.seen().await;
+    for apply in &seen[..3] {
+        assert!(apply.query.contains("fieldManager=sandrun-operator") && apply.query.contains("force=true"));
+    }
+    assert_eq!(seen[2].body["spec"]["template"]["spec"]["runtimeClassName"], "runsc");
+    let status = &seen[3];
+    assert_eq!(status.body["metadata"]["resourceVersion"], "41", "written on the version read");
+    assert_eq!(status.body["status"]["jobName"], "sandrun-hello");
+    assert_eq!(status.body["status"]["phase"], "Pending");
+    assert_eq!(events, ["JobCreated"]);
+}
+
+#[tokio::test]
+async fn a_policy_already_in_place_is_not_applied_again() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", inputs_path(&e), 200, None),
+        expect("PATCH", JOB, 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], Some(objects::deny_all_network_policy("team-a")));
+    h.reconcile(e).await.unwrap();
+    assert_eq!(h.seen().await.0.len(), 3);
+}
+
+#[tokio::test]
+async fn a_job_the_api_server_refuses_fails_the_run_as_an_invalid_spec() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", inputs_path(&e), 200, None),
+        expect("PATCH", JOB, 422, api_error(422, "Invalid", "spec.template.spec: Invalid value")),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], Some(objects::deny_all_network_policy("team-a")));
+    assert!(h.reconcile(e).await.unwrap().eq(&Action::await_change()));
+    let (seen, events) = h.seen().await;
+    let status = &seen[2].body["status"];
+    assert_eq!((status["phase"].as_str(), status["reason"].as_str()), (Some("Failed"), Some("InvalidSpec")));
+    assert!(status["message"].as_str().unwrap().starts_with("the API server rejected the Job: spec.template.spec"));
+    assert_eq!(events, ["InvalidSpec"]);
+}
+
+#[tokio::test]
+async fn inputs_that_fail_to_apply_take_the_new_job_with_them() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", inputs_path(&e), 500, api_error(500, "InternalError", "etcd timed out")),
+        expect("PATCH", JOB, 200, None),
+        expect("DELETE", JOB, 200, deleted()),
+    ];
+    let h = harness(script, vec![], Some(objects::deny_all_network_policy("team-a")));
+    let error = h.reconcile(e).await.unwrap_err();
+    assert!(matches!(error, Error::Apply { kind: "ConfigMap", .. }), "{error}");
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[2].body["preconditions"]["uid"], "made-uid", "only the Job just made");
+    assert!(events.is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_status_write_is_retried_at_once() {
+    let e = execution(|e| {
+        e.status = Some(ExecutionStatus { job_name: Some("sandrun-hello".into()), ..Default::default() })
+    });
+    let script = vec![expect("PATCH", format!("{EXECUTION}/status"), 409, api_error(409, "Conflict", "changed"))];
+    let h = harness(script, vec![our_job(&e)], None);
+    let error = h.reconcile(e.clone()).await.unwrap_err();
+    assert!(matches!(error, Error::WriteStatus { .. }));
+    let action = error_policy(Arc::new(e), &error, h.ctx.clone());
+    assert!(action.eq(&Action::requeue(Duration::from_millis(500))));
+    h.seen().await;
+}
+
+#[tokio::test]
+async fn a_status_refused_for_its_size_is_written_again_without_output() {
+    let e = execution(|e| {
+        e.status = Some(ExecutionStatus { job_name: Some("sandrun-hello".into()), ..Default::default() })
+    });
+    let mut job = our_job(&e);
+    job.status = None;
+    let (stores_job, pod) = (job, finished_pod());
+    let script = vec![
+        expect(
+            "PATCH",
+            format!("{EXECUTION}/status"),
+            500,
+            api_error(500, "InternalError", "etcdserver: request is too large"),
+        ),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![stores_job], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(pod));
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[0].body["status"]["stdout"], "hi\n");
+    let second = &seen[1].body["status"];
+    assert_eq!((second["phase"].as_str(), second["stdout"].as_str()), (Some("Succeeded"), Some("")));
+    assert_eq!(second["stdoutTruncated"], true);
+}
+
+/// A run container that exited 0 with its frame in the termination message.
+fn finished_pod() -> crate::store::PodView {
+    let result = sandrun_runner::RunResult { exit_code: Some(0), stdout: "hi\n".into(), ..Default::default() };
+    let message = result.to_frame();
+    serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1", "namespace": "team-a",
+            "creationTimestamp": "2027-01-15T08:00:00Z",
+            "labels": {"sandrun.dev/execution": "hello", "batch.kubernetes.io/controller-uid": "job-1"}},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": {"terminated": {
+            "exitCode": 0, "message": message,
+            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_cancel_deletes_the_job_by_uid_then_writes_the_verdict() {
+    let e = execution(|e| {
+        e.status = Some(ExecutionStatus {
+            phase: Phase::Running,
+            job_name: Some("sandrun-hello".into()),
+            ..Default::default()
+        });
+        e.metadata.annotations = Some([(sandrun_crds::CANCEL_ANNOTATION.to_owned(), "true".to_owned())].into());
+    });
+    let script =
+        vec![expect("DELETE", JOB, 200, deleted()), expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e))];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[0].body["preconditions"]["uid"], "job-1");
+    assert_eq!(seen[0].body["propagationPolicy"], "Background");
+    assert_eq!(seen[1].body["status"]["phase"], "Cancelled");
+    assert_eq!(events, ["Cancelled"]);
+}
+
+#[tokio::test]
+async fn a_cancel_whose_job_is_already_gone_still_writes_the_verdict() {
+    let e = execution(|e| {
+        e.metadata.annotations = Some([(sandrun_crds::CANCEL_ANNOTATION.to_owned(), "true".to_owned())].into());
+    });
+    let script = vec![
+        expect("DELETE", JOB, 404, api_error(404, "NotFound", "jobs.batch \"sandrun-hello\" not found")),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], None);
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert!(seen[0].body["preconditions"]["uid"].is_null(), "no uid known: by name");
+}
+
+#[tokio::test]
+async fn a_failed_job_delete_is_an_error_and_writes_nothing() {
+    let e = execution(|e| {
+        e.metadata.annotations = Some([(sandrun_crds::CANCEL_ANNOTATION.to_owned(), "true".to_owned())].into());
+    });
+    let script = vec![expect("DELETE", JOB, 503, api_error(503, "ServiceUnavailable", "try later"))];
+    let h = harness(script, vec![], None);
+    let error = h.reconcile(e.clone()).await.unwrap_err();
+    assert!(matches!(error, Error::Delete { kind: "Job", .. }));
+    assert!(error_policy(Arc::new(e), &error, h.ctx.clone()).eq(&Action::requeue(Duration::from_secs(5))));
+    h.seen().await;
+}
+
+/// `Action` keeps its delay private; its Debug form shows it.
+fn requeue_after(action: &Action) -> Option<Duration> {
+    let shown = format!("{action:?}");
+    let seconds = shown.split("Some(").nth(1)?.split("s)").next()?;
+    Some(Duration::from_secs_f64(seconds.parse().ok()?))
+}
+
+fn finished_ago(seconds: i64, ttl: u32) -> Execution {
+    execution(|e| {
+        e.spec.ttl_seconds_after_finished = Some(ttl);
+        let finished = Time(Timestamp::now() - SignedDuration::from_secs(seconds));
+        e.status =
+            Some(ExecutionStatus { phase: Phase::Succeeded, completion_time: Some(finished), ..Default::default() });
+    })
+}
+
+#[tokio::test]
+async fn an_expired_execution_is_deleted_by_uid() {
+    let h = harness(vec![expect("DELETE", EXECUTION, 200, deleted())], vec![], None);
+    assert!(h.reconcile(finished_ago(120, 60)).await.unwrap().eq(&Action::await_change()));
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[0].body["preconditions"]["uid"], "uid-1", "never a new Execution that took its name");
+}
+
+#[tokio::test]
+async fn an_execution_not_yet_expired_sends_nothing_and_comes_back_in_time() {
+    let h = harness(vec![], vec![], None);
+    let action = h.reconcile(finished_ago(10, 60)).await.unwrap();
+    let after = requeue_after(&action).expect("a requeue");
+    assert!(after > Duration::from_secs(48) && after <= Duration::from_secs(50), "{action:?}");
+    assert!(h.seen().await.0.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_missing_from_the_store_is_asked_for_before_calling_it_deleted() {
+    let e = execution(|e| {
+        e.status = Some(ExecutionStatus { job_name: Some("sandrun-hello".into()), ..Default::default() })
+    });
+    let script = vec![
+        expect("GET", JOB, 404, api_error(404, "NotFound", "jobs.batch \"sandrun-hello\" not found")),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], None);
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[1].body["status"]["reason"], "JobDeleted");
+    assert_eq!(events, ["JobDeleted"]);
+}
