@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 
 pub use jobs::{JobSlot, Jobs};
-pub use names::{NameSet, Names};
+pub use names::NameSet;
 pub use pods::Pods;
 pub use records::{JobRecord, JobView, PodRecord, PodView};
 pub use relist::{triggers, Listed};
