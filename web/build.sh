@@ -11,8 +11,10 @@ web="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$web"
 cache="${SANDRUN_CACHE:-/var/cache/sandrun}/web"
 
-command -v node >/dev/null && command -v npm >/dev/null ||
-  { echo "error: the playground page (web/) needs Node.js 18+ and npm" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "error: the playground page (web/) needs Node.js 18+ and npm" >&2
+  exit 1
+fi
 
 lock_hash=$(sha256sum package-lock.json | cut -c1-16)
 modules="$cache/modules-$lock_hash"
