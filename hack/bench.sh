@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sandrun's benchmarks on the local cluster: each prints its figures beside a
-# baseline measured in the same run (bench/, README "Benchmarks").
-#   hack/bench.sh                      all four, as in the README
+# baseline measured in the same run (bench/, docs/benchmarks.md).
+#   hack/bench.sh                      all four, as in docs/benchmarks.md
 #   hack/bench.sh overhead|reaction|throughput|fanout [ARGS...]   one of them
 # Brings the cluster up with sandrun first (hack/up.sh), installs it with
 # charts/sandrun/ci/bench-values.yaml, and puts the usual install back after.

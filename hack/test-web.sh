@@ -3,7 +3,7 @@
 # runner, no browser), then end-to-end tests in headless Chromium (Debian's
 # package, driven by playwright-core; no browser download) against the
 # in-cluster gateway of `make up`, with the `demo` key. The screenshots in
-# the README are taken by this run, into docs/images/.
+# docs/playground.md are taken by this run, into docs/images/.
 #
 #   hack/test-web.sh            needs the local cluster up (make up)
 #   SANDRUN_GATEWAY_ADDR=HOST:PORT hack/test-web.sh   another gateway

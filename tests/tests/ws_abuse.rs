@@ -19,7 +19,7 @@ use tokio_tungstenite::MaybeTlsStream;
 
 /// How long the gateway may take to answer one abusive frame.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-/// The gateway's cap on one message (ws.rs `MAX_MESSAGE_BYTES`).
+/// The gateway's cap on one message (`ws::protocol::MAX_MESSAGE_BYTES`).
 const CAP: usize = 1024 * 1024;
 /// Messages sent back to back in the burst case.
 const BURST: usize = 500;

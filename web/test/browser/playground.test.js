@@ -4,7 +4,7 @@
 //
 //   SANDRUN_URL          the gateway, e.g. http://10.96.0.20:80 (hack/test-web.sh sets it)
 //   SANDRUN_KEY          an API key for it
-//   SANDRUN_SCREENSHOTS  a directory for the README's screenshots (optional)
+//   SANDRUN_SCREENSHOTS  a directory for the screenshots of docs/playground.md (optional)
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
 // Where a test cuts the WebSocket, Playwright's routeWebSocket stands
