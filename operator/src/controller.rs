@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
-use crate::store::records::{execution_of, slim_execution};
+use crate::store::records::{execution_of, slim_execution, strip_bookkeeping};
 use crate::store::{triggers, JobView, PodView, Writers};
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -48,8 +48,10 @@ pub async fn run(
         .default_backoff()
         .modify(slim_execution)
         .reflect(executions_writer);
-    let jobs =
-        watcher(api::<JobView>(&client, ns), managed.clone()).default_backoff().inspect(ctx.stores.jobs.feeder());
+    let jobs = watcher(api::<JobView>(&client, ns), managed.clone())
+        .default_backoff()
+        .modify(|job| strip_bookkeeping(&mut job.metadata))
+        .inspect(ctx.stores.jobs.feeder());
     // Only to notice an inputs ConfigMap deleted before its pod started, so
     // only names are kept (and only metadata is watched).
     let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), managed.clone())
@@ -57,7 +59,10 @@ pub async fn run(
         .inspect(ctx.stores.config_maps.feeder());
     // Pods are the Job's children, not ours: map them back by label to see
     // Running and waiting reasons as soon as the kubelet reports them.
-    let pods = watcher(api::<PodView>(&client, ns), execution_pods).default_backoff().inspect(ctx.stores.pods.feeder());
+    let pods = watcher(api::<PodView>(&client, ns), execution_pods)
+        .default_backoff()
+        .modify(|pod| strip_bookkeeping(&mut pod.metadata))
+        .inspect(ctx.stores.pods.feeder());
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()

@@ -14,7 +14,7 @@ use sandrun_crds::{Execution, ExecutionStatus};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::decide::{Notice, Step};
+use super::decide::{Children, Notice, Step};
 use super::Context;
 use crate::error::{is_conflict, is_invalid, is_not_found, Error, Result};
 use crate::labels::FIELD_MANAGER;
@@ -36,18 +36,15 @@ pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: V
     for step in steps {
         match step {
             Step::ForgetChildren => ctx.stores.forget_children(namespace, &execution.name_any()),
-            Step::ApplyPolicy(policy) => {
-                apply::<_, NetworkPolicy>(ctx, namespace, &policy).await?;
-            }
-            Step::CreateChildren { config_map, job } => {
-                return create_children(ctx, execution, namespace, &config_map, &job).await.map(Some)
+            Step::CreateChildren(children) => {
+                return create_children(ctx, execution, namespace, &children).await.map(Some)
             }
             Step::ApplyInputs(config_map) => {
                 warn!(
                     configmap = config_map.name_any(),
                     "inputs ConfigMap is gone before the pod started; applying it again"
                 );
-                apply::<_, ConfigMap>(ctx, namespace, &config_map).await?;
+                apply::<_, ConfigMap>(ctx, namespace, config_map.as_ref()).await?;
             }
             Step::WriteStatus(status) => write_status(ctx, execution, namespace, &status).await?,
             Step::DeleteJob(job) => delete_job(ctx, namespace, &job).await?,
@@ -65,9 +62,15 @@ async fn create_children(
     ctx: &Context,
     execution: &Execution,
     namespace: &str,
-    config_map: &ConfigMap,
-    job: &Job,
+    children: &Children,
 ) -> Result<Learned> {
+    let Children { policy, config_map, job } = children;
+    if let Some(policy) = policy {
+        match apply::<_, NetworkPolicy>(ctx, namespace, policy).await {
+            Ok(_) => {}
+            Err(error) => return refused(error),
+        }
+    }
     // Both at once: the pod needs its inputs only when the kubelet mounts
     // them, long after both writes have landed.
     let applied = futures::join!(apply::<_, ConfigMap>(ctx, namespace, config_map), apply(ctx, namespace, job));
@@ -87,10 +90,18 @@ async fn create_children(
             ctx.metrics.jobs_created.inc();
             Ok(Learned::Created(Arc::new(JobRecord::from(&job))))
         }
-        Err(Error::Apply { kind, source, .. }) if is_invalid(&source) => {
+        Err(error) => refused(error),
+    }
+}
+
+/// An apply the API server refuses for good (invalid) is what this run
+/// learns; any other error fails the reconcile, to be retried.
+fn refused(error: Error) -> Result<Learned> {
+    match error {
+        Error::Apply { kind, source, .. } if is_invalid(&source) => {
             Ok(Learned::Refused(format!("{kind}: {}", api_message(&source))))
         }
-        Err(error) => Err(error),
+        error => Err(error),
     }
 }
 
@@ -133,10 +144,6 @@ async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, sta
             api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map(|_| ())
         }
     };
-    let previous = execution.status.as_ref().map(|s| s.phase);
-    if previous != Some(status.phase) {
-        info!(phase = status.phase.as_str(), reason = status.reason.as_deref().unwrap_or_default(), "phase changed");
-    }
     match send(status).await {
         Err(e) if refused_for_good(&e) && (status.stdout.is_some() || status.stderr.is_some()) => {
             warn!(error = %e, "status refused with the program's output; writing it without");
@@ -144,7 +151,11 @@ async fn write_status(ctx: &Context, execution: &Execution, namespace: &str, sta
         }
         other => other,
     }
-    .map_err(|source| Error::WriteStatus { name, source })
+    .map_err(|source| Error::WriteStatus { name, source })?;
+    if execution.status.as_ref().map(|s| s.phase) != Some(status.phase) {
+        info!(phase = status.phase.as_str(), reason = status.reason.as_deref().unwrap_or_default(), "phase changed");
+    }
+    Ok(())
 }
 
 /// An answer that the same write will never get past: invalid (400, 422),

@@ -93,13 +93,17 @@ fn harness(script: Vec<Expect>, jobs: Vec<JobView>, policy: Option<NetworkPolicy
                 "request {} (earlier: {seen:?})",
                 seen.len() + 1
             );
-            let answer = expected.body.unwrap_or_else(|| {
-                let mut echoed = request.body.clone();
-                echoed["metadata"]["uid"] = json!("made-uid");
-                echoed
-            });
-            let response =
-                Response::builder().status(expected.status).body(Body::from(answer.to_string().into_bytes()));
+            let answer = match expected.body {
+                // A log: plain text.
+                Some(Value::String(text)) => text,
+                Some(body) => body.to_string(),
+                None => {
+                    let mut echoed = request.body.clone();
+                    echoed["metadata"]["uid"] = json!("made-uid");
+                    echoed.to_string()
+                }
+            };
+            let response = Response::builder().status(expected.status).body(Body::from(answer.into_bytes()));
             respond.send_response(response.unwrap());
             seen.push(request);
         }
@@ -270,9 +274,6 @@ async fn a_status_refused_for_its_size_is_written_again_without_output() {
     let e = execution(|e| {
         e.status = Some(ExecutionStatus { job_name: Some("sandrun-hello".into()), ..Default::default() })
     });
-    let mut job = our_job(&e);
-    job.status = None;
-    let (stores_job, pod) = (job, finished_pod());
     let script = vec![
         expect(
             "PATCH",
@@ -282,8 +283,8 @@ async fn a_status_refused_for_its_size_is_written_again_without_output() {
         ),
         expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
     ];
-    let h = harness(script, vec![stores_job], None);
-    h.ctx.stores.pods.apply(&watcher::Event::Apply(pod));
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(finished_pod(None)));
     h.reconcile(e).await.unwrap();
     let (seen, _) = h.seen().await;
     assert_eq!(seen[0].body["status"]["stdout"], "hi\n");
@@ -292,10 +293,15 @@ async fn a_status_refused_for_its_size_is_written_again_without_output() {
     assert_eq!(second["stdoutTruncated"], true);
 }
 
-/// A run container that exited 0 with its frame in the termination message.
-fn finished_pod() -> crate::store::PodView {
+fn hello_frame() -> String {
     let result = sandrun_runner::RunResult { exit_code: Some(0), stdout: "hi\n".into(), ..Default::default() };
-    let message = result.to_frame();
+    result.to_frame()
+}
+
+/// A run container that exited 0 with `message` as its termination
+/// message (by default its frame).
+fn finished_pod(message: Option<&str>) -> crate::store::PodView {
+    let message = message.map_or_else(hello_frame, str::to_owned);
     serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1", "namespace": "team-a",
             "creationTimestamp": "2027-01-15T08:00:00Z",
             "labels": {"sandrun.dev/execution": "hello", "batch.kubernetes.io/controller-uid": "job-1"}},
@@ -401,4 +407,167 @@ async fn a_job_missing_from_the_store_is_asked_for_before_calling_it_deleted() {
     let (seen, events) = h.seen().await;
     assert_eq!(seen[1].body["status"]["reason"], "JobDeleted");
     assert_eq!(events, ["JobDeleted"]);
+}
+
+const FRAME_IN_LOG: &str = sandrun_runner::protocol::FRAME_IN_LOG;
+
+fn cancelled(e: &mut Execution) {
+    e.metadata.annotations = Some([(sandrun_crds::CANCEL_ANNOTATION.to_owned(), "true".to_owned())].into());
+}
+
+fn made_earlier(e: &mut Execution, phase: Phase) {
+    e.status = Some(ExecutionStatus { phase, job_name: Some("sandrun-hello".into()), ..Default::default() });
+}
+
+#[tokio::test]
+async fn a_cancel_reads_nothing_of_a_finished_pod_before_it_acts() {
+    let e = execution(|e| {
+        made_earlier(e, Phase::Running);
+        cancelled(e);
+    });
+    let script =
+        vec![expect("DELETE", JOB, 200, deleted()), expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e))];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(finished_pod(Some(FRAME_IN_LOG))));
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[1].body["status"]["phase"], "Cancelled", "no log read, no result taken");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_refused_without_reading_anything_first() {
+    let e = execution(|e| {
+        made_earlier(e, Phase::Running);
+        e.spec.limits.memory = Some("lots".into());
+    });
+    let h = harness(vec![expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e))], vec![], None);
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[0].body["status"]["reason"], "InvalidSpec");
+    assert_eq!(events, ["InvalidSpec"]);
+}
+
+#[tokio::test]
+async fn a_policy_the_api_server_refuses_fails_the_run_as_an_invalid_spec() {
+    let e = execution(|_| {});
+    let policy = format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/sandrun-deny-all");
+    let script = vec![
+        expect("PATCH", policy, 422, api_error(422, "Invalid", "denied by a ValidatingAdmissionPolicy")),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], None);
+    assert!(h.reconcile(e).await.unwrap().eq(&Action::await_change()));
+    let (seen, _) = h.seen().await;
+    let message = seen[1].body["status"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("the API server rejected the NetworkPolicy: denied"), "{message}");
+}
+
+#[tokio::test]
+async fn refused_inputs_take_the_new_job_with_them_and_fail_the_run() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", inputs_path(&e), 422, api_error(422, "Invalid", "data: Too long")),
+        expect("PATCH", JOB, 200, None),
+        expect("DELETE", JOB, 200, deleted()),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![], Some(objects::deny_all_network_policy("team-a")));
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[2].body["preconditions"]["uid"], "made-uid");
+    assert_eq!(seen[3].body["status"]["reason"], "InvalidSpec");
+    assert_eq!(events, ["InvalidSpec"], "no JobCreated for a Job taken back");
+}
+
+#[tokio::test]
+async fn inputs_deleted_before_the_pod_mounted_them_are_put_back() {
+    let e = execution(|e| made_earlier(e, Phase::Pending));
+    let pending: crate::store::PodView = serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1",
+        "namespace": "team-a", "labels": {"sandrun.dev/execution": "hello",
+        "batch.kubernetes.io/controller-uid": "job-1"}}, "status": {"phase": "Pending"}}))
+    .unwrap();
+    let script = vec![
+        expect("GET", inputs_path(&e), 404, api_error(404, "NotFound", "configmaps not found")),
+        expect("PATCH", inputs_path(&e), 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(pending));
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    assert_eq!(seen[1].body["kind"], "ConfigMap");
+    assert_eq!(events, ["InputsRestored"]);
+}
+
+#[tokio::test]
+async fn a_frame_too_large_for_the_termination_message_is_read_from_the_log() {
+    let e = execution(|e| made_earlier(e, Phase::Running));
+    let log = Some(Value::String(format!("noise\n{}", hello_frame())));
+    let script = vec![
+        expect("GET", format!("/api/v1{NS}/pods/sandrun-hello-x1/log"), 200, log),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(finished_pod(Some(FRAME_IN_LOG))));
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert!(seen[0].query.contains("container=run"), "{}", seen[0].query);
+    assert_eq!(seen[1].body["status"]["stdout"], "hi\n");
+    assert_eq!(seen[1].body["status"]["phase"], "Succeeded");
+}
+
+#[tokio::test]
+async fn a_log_the_kubelet_no_longer_has_is_a_missing_result() {
+    let e = execution(|e| made_earlier(e, Phase::Running));
+    let script = vec![
+        expect("GET", format!("/api/v1{NS}/pods/sandrun-hello-x1/log"), 404, api_error(404, "NotFound", "gone")),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(finished_pod(Some(FRAME_IN_LOG))));
+    h.reconcile(e).await.unwrap();
+    assert_eq!(h.seen().await.0[1].body["status"]["reason"], "ResultMissing");
+}
+
+#[tokio::test]
+async fn an_overdue_run_gets_its_verdict_before_its_job_goes() {
+    let started = Time(Timestamp::now() - SignedDuration::from_secs(600));
+    let e = execution(|e| {
+        made_earlier(e, Phase::Running);
+        e.status.as_mut().unwrap().start_time = Some(started.clone());
+    });
+    let running: crate::store::PodView = serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1",
+        "namespace": "team-a", "labels": {"sandrun.dev/execution": "hello",
+        "batch.kubernetes.io/controller-uid": "job-1"}}, "status": {"phase": "Running",
+        "containerStatuses": [{"name": "run", "state": {"running": {"startedAt": started}}}]}}))
+    .unwrap();
+    let script =
+        vec![expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)), expect("DELETE", JOB, 200, deleted())];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(running));
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[0].body["status"]["reason"], "ResultOverdue");
+    assert_eq!(seen[1].body["preconditions"]["uid"], "job-1");
+}
+
+#[tokio::test]
+async fn a_job_in_the_way_sends_nothing_and_looks_again_soon() {
+    let e = execution(|_| {});
+    let mut foreign = our_job(&e);
+    foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "earlier-uid".into();
+    let h = harness(vec![], vec![foreign], None);
+    assert!(h.reconcile(e).await.unwrap().eq(&Action::requeue(Duration::from_secs(2))));
+    assert!(h.seen().await.0.is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_write_of_a_result_is_not_retried_without_its_output() {
+    let e = execution(|e| made_earlier(e, Phase::Running));
+    let script = vec![expect("PATCH", format!("{EXECUTION}/status"), 409, api_error(409, "Conflict", "changed"))];
+    let h = harness(script, vec![our_job(&e)], None);
+    h.ctx.stores.pods.apply(&watcher::Event::Apply(finished_pod(None)));
+    assert!(matches!(h.reconcile(e).await.unwrap_err(), Error::WriteStatus { .. }));
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[0].body["status"]["stdout"], "hi\n", "the one write carried the output");
 }

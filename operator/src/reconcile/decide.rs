@@ -76,15 +76,12 @@ impl<'a> Facts<'a> {
 pub enum Step {
     /// Drop a finished run's Job and pods from the stores.
     ForgetChildren,
-    ApplyPolicy(NetworkPolicy),
-    /// Apply the inputs and the Job. What happens feeds back into the facts
-    /// (the Job made, or why it was refused) and the reconcile decides again.
-    CreateChildren {
-        config_map: ConfigMap,
-        job: Box<Job>,
-    },
+    /// Apply the namespace's policy (when missing or changed), then the
+    /// inputs and the Job. What happens feeds back into the facts (the Job
+    /// made, or why one of them was refused) and the reconcile decides again.
+    CreateChildren(Box<Children>),
     /// Put back an inputs ConfigMap deleted before the pod mounted it.
-    ApplyInputs(ConfigMap),
+    ApplyInputs(Box<ConfigMap>),
     /// Through the status subresource, on the resourceVersion read.
     WriteStatus(Box<ExecutionStatus>),
     /// With the Job's uid as precondition when it is known.
@@ -93,6 +90,14 @@ pub enum Step {
     DeleteExecution,
     Publish(Notice),
     CountFinished(PhaseLabels),
+}
+
+/// What a new run is made of, applied in this order.
+#[derive(Clone, Debug)]
+pub struct Children {
+    pub policy: Option<NetworkPolicy>,
+    pub config_map: ConfigMap,
+    pub job: Job,
 }
 
 /// An Event about the Execution.
@@ -111,12 +116,19 @@ pub enum Then {
     DecideAgain,
 }
 
+/// Why, for the log, where the steps alone do not say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Why {
+    Waiting(&'static str),
+    /// The run is ended for this reason (ResultOverdue, StartTimeout).
+    Overdue(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct Decision {
     pub steps: Vec<Step>,
     pub then: Then,
-    /// Why, for the log, where the steps alone do not say.
-    pub why: Option<&'static str>,
+    pub why: Option<Why>,
 }
 
 impl Decision {
@@ -124,9 +136,34 @@ impl Decision {
         Self { steps, then: Then::Done(action), why: None }
     }
 
-    fn because(mut self, why: &'static str) -> Self {
-        self.why = Some(why);
+    /// Keeps a reason already given: the more specific one.
+    fn because(mut self, why: Why) -> Self {
+        self.why.get_or_insert(why);
         self
+    }
+}
+
+/// How much of a run's surroundings a decision will read, so that `gather`
+/// reads no more: nothing for a run being deleted, finished or refused; the
+/// stored Job for a cancel; everything otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    StoredJob,
+    Everything,
+}
+
+/// The same order of rules as [`decide`].
+pub fn needs(execution: &Execution, config: &OperatorConfig) -> Needs {
+    let finished = execution.status.as_ref().is_some_and(ExecutionStatus::is_terminal);
+    if execution.metadata.deletion_timestamp.is_some() || finished {
+        Needs::Nothing
+    } else if sandrun_crds::cancel_requested(execution) {
+        Needs::StoredJob
+    } else if validate::program(&execution.spec, config).is_err() {
+        Needs::Nothing
+    } else {
+        Needs::Everything
     }
 }
 
@@ -155,11 +192,11 @@ pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
         // Only a finished run's Job is forgotten, and this run is not.
         Some(JobSlot::Forgotten) => {
             return wait_for_job_in_the_way(facts, config, &previous)
-                .because("waiting for an earlier same-named run's Job to go away")
+                .because(Why::Waiting("waiting for an earlier same-named run's Job to go away"))
         }
         Some(JobSlot::Held(job)) if !owned_by(job, execution) => {
             return wait_for_job_in_the_way(facts, config, &previous)
-                .because("waiting for a Job this Execution does not own to go away")
+                .because(Why::Waiting("waiting for a Job this Execution does not own to go away"))
         }
         Some(JobSlot::Held(job)) => Some(job.as_ref()),
         None => None,
@@ -172,7 +209,7 @@ pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
     if facts.inputs_missing {
         let config_map = objects::config_map(execution, &facts.namespace);
         let note = format!("re-created ConfigMap {}", config_map.name_any());
-        steps.push(Step::ApplyInputs(config_map));
+        steps.push(Step::ApplyInputs(Box::new(config_map)));
         steps.push(Step::Publish(Notice { type_: EventType::Warning, reason: "InputsRestored".into(), note }));
     }
     let observed = Observed {
@@ -225,17 +262,15 @@ pub fn owned_by(job: &JobRecord, execution: &Execution) -> bool {
 
 fn create_children(facts: &Facts, program: &validate::Program, config: &OperatorConfig) -> Decision {
     let (execution, namespace) = (facts.execution, facts.namespace.as_str());
-    let mut steps = Vec::new();
     let policy = objects::deny_all_network_policy(namespace);
     // Applied only when missing or changed: one per namespace.
-    if !facts.policy.as_ref().is_some_and(|existing| existing.spec == policy.spec) {
-        steps.push(Step::ApplyPolicy(policy));
-    }
-    steps.push(Step::CreateChildren {
+    let in_place = facts.policy.as_ref().is_some_and(|existing| existing.spec == policy.spec);
+    let step = Step::CreateChildren(Box::new(Children {
+        policy: (!in_place).then_some(policy),
         config_map: objects::config_map(execution, namespace),
-        job: Box::new(objects::job(execution, namespace, program, config)),
-    });
-    Decision { steps, then: Then::DecideAgain, why: None }
+        job: objects::job(execution, namespace, program, config),
+    }));
+    Decision { steps: vec![step], then: Then::DecideAgain, why: None }
 }
 
 /// Stops the run (the Job goes, and its pod with it) and records why.
@@ -275,11 +310,12 @@ fn end_run(
 ) -> Decision {
     // The verdict first: written against the copy read, it cannot land on
     // a result that came in meanwhile (409), and then the Job must stay.
+    let why = Why::Overdue(ended.reason.clone().unwrap_or_default());
     write_and_announce(&mut steps, previous, ended);
     if let Some(job) = job.filter(|job| owned_by(job, facts.execution)) {
         steps.push(Step::DeleteJob(job.clone()));
     }
-    expire(facts, steps).because("run overdue; ending it")
+    expire(facts, steps).because(why)
 }
 
 /// Waits for a Job in the way (not this run's) to go, but not past the

@@ -104,8 +104,11 @@ fn policy_in_place() -> Option<Arc<NetworkPolicy>> {
 fn show(step: &Step) -> String {
     match step {
         Step::ForgetChildren => "forget children".into(),
-        Step::ApplyPolicy(_) => "apply policy".into(),
-        Step::CreateChildren { job, .. } => format!("create {}", job.metadata.name.as_deref().unwrap_or_default()),
+        Step::CreateChildren(children) => format!(
+            "create {}{}",
+            children.job.metadata.name.as_deref().unwrap_or_default(),
+            if children.policy.is_some() { " with policy" } else { "" }
+        ),
         Step::ApplyInputs(_) => "apply inputs".into(),
         Step::WriteStatus(s) => format!("status {:?}/{}", s.phase, s.reason.as_deref().unwrap_or_default()),
         Step::DeleteJob(job) => format!("delete job {} uid={}", job.name, job.uid.as_deref().unwrap_or("-")),
@@ -125,7 +128,7 @@ fn done(action: Action) -> Then {
 fn table_of_decisions() {
     let await_change = done(Action::await_change());
     let cases: Vec<Case> = vec![
-        ("new run: policy and children", |_| {}, |_| {}, &["apply policy", "create sandrun-hello"], Then::DecideAgain),
+        ("new run: policy and children", |_| {}, |_| {}, &["create sandrun-hello with policy"], Then::DecideAgain),
         (
             "new run, policy in place: children only",
             |_| {},
@@ -148,7 +151,7 @@ fn table_of_decisions() {
             await_change.clone(),
         ),
         (
-            "nothing new: no write, back when overdue",
+            "a second look with nothing new writes nothing, back when overdue",
             |e| {
                 // As the reconcile that made the Job wrote it.
                 let Some(JobSlot::Held(made)) = job("uid-1") else { unreachable!() };
@@ -329,6 +332,92 @@ fn table_of_decisions() {
             |e| e.spec.limits.memory = Some("lots".into()),
             |_| {},
             &["status Failed/InvalidSpec", "event Warning InvalidSpec", "count Failed/InvalidSpec"],
+            await_change.clone(),
+        ),
+        (
+            "a policy changed by hand is applied again",
+            |_| {},
+            |f| {
+                let mut changed = objects::deny_all_network_policy("team-a");
+                changed.spec.as_mut().unwrap().policy_types = Some(vec!["Ingress".into()]);
+                f.policy = Some(Arc::new(changed));
+            },
+            &["create sandrun-hello with policy"],
+            Then::DecideAgain,
+        ),
+        (
+            "never started within its bound: ended, and its own Job goes",
+            |e| e.status = status(Phase::Pending, made),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = pod(json!({"phase": "Pending"}));
+                f.now = Time(now().0 + SignedDuration::from_secs(700));
+            },
+            &[
+                "status Failed/StartTimeout",
+                "event Warning StartTimeout",
+                "count Failed/StartTimeout",
+                "delete job sandrun-hello uid=job-1",
+            ],
+            await_change.clone(),
+        ),
+        (
+            "overdue while its inputs were gone: inputs back first, then the verdict",
+            |e| e.status = status(Phase::Pending, made),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = pod(json!({"phase": "Pending"}));
+                f.inputs_missing = true;
+                f.now = Time(now().0 + SignedDuration::from_secs(700));
+            },
+            &[
+                "apply inputs",
+                "event Warning InputsRestored",
+                "status Failed/StartTimeout",
+                "event Warning StartTimeout",
+                "count Failed/StartTimeout",
+                "delete job sandrun-hello uid=job-1",
+            ],
+            await_change.clone(),
+        ),
+        (
+            "a frame that does not parse: no result",
+            |e| e.status = status(Phase::Running, made),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = exited(0);
+                f.frame = Some(Frame::Unreadable("expected value".into()));
+            },
+            &["status Failed/ResultMissing", "event Warning ResultMissing", "count Failed/ResultMissing"],
+            await_change.clone(),
+        ),
+        (
+            "cancelled while a Job it does not own holds the name: that Job stays",
+            |e| cancel(e, None),
+            |f| f.job = job("someone-else"),
+            &["status Cancelled/Cancelled", "event Warning Cancelled", "count Cancelled/Cancelled"],
+            await_change.clone(),
+        ),
+        (
+            "a cancel beats an invalid spec",
+            |e| {
+                cancel(e, None);
+                e.spec.limits.memory = Some("lots".into());
+            },
+            |_| {},
+            &[
+                "delete job sandrun-hello uid=-",
+                "status Cancelled/Cancelled",
+                "event Warning Cancelled",
+                "count Cancelled/Cancelled",
+            ],
+            await_change.clone(),
+        ),
+        (
+            "a finished run beats a cancel",
+            |e| cancel(e, status(Phase::Succeeded, finished)),
+            |_| {},
+            &["forget children"],
             await_change.clone(),
         ),
         (

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use sandrun_crds::Execution;
 use sandrun_runner::parse_frame;
 
-use super::decide::{is_ours, must_check_inputs, Facts};
+use super::decide::{is_ours, must_check_inputs, needs, Facts, Needs};
 use super::Context;
 use crate::error::{is_invalid, is_not_found, Error, Result};
 use crate::labels::{child_name, inputs_name, NETWORK_POLICY_NAME, RUN_CONTAINER};
@@ -29,36 +29,46 @@ const STORES_READY_WITHIN: Duration = Duration::from_secs(30);
 
 pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts<'a>> {
     let namespace = execution.namespace().ok_or(Error::NoNamespace)?;
-    let mut facts = Facts::of(execution, namespace, Time(Timestamp::now()));
-    let status = execution.status.as_ref();
-    if execution.metadata.deletion_timestamp.is_some() || status.is_some_and(|s| s.is_terminal()) {
-        return Ok(facts);
+    let needs = needs(execution, &ctx.config);
+    if needs == Needs::Nothing {
+        return Ok(Facts::of(execution, namespace, Time(Timestamp::now())));
     }
     // An object missing from a store that has not listed yet proves nothing.
     ctx.stores.wait_until_ready(STORES_READY_WITHIN).await?;
+    let mut facts = Facts::of(execution, namespace, Time(Timestamp::now()));
     let name = execution.name_any();
-    let namespace = facts.namespace.clone();
-    facts.job = match ctx.stores.job(&namespace, &name) {
-        // The Job this operator made may not have come back through the
-        // watch yet; ask before concluding someone deleted it. A cancel
-        // needs no more than the store: it deletes by name.
-        None if status.is_some_and(|s| s.job_name.is_some()) && !sandrun_crds::cancel_requested(execution) => {
-            get_job(ctx, &namespace, &child_name(&name)).await?
-        }
-        slot => slot,
-    };
-    // Pods of a Job in the way are not this run's.
-    if let Some(JobSlot::Held(job)) = facts.job.as_ref().filter(|slot| is_ours(slot, execution)) {
-        facts.pod = ctx.stores.newest_pod(&namespace, &name, job);
+    facts.job = ctx.stores.job(&facts.namespace, &name);
+    if needs == Needs::StoredJob {
+        // A cancel deletes by name what the store does not hold.
+        return Ok(facts);
     }
-    facts.policy = ctx.stores.policy(&namespace, NETWORK_POLICY_NAME);
+    if facts.job.is_none() && execution.status.as_ref().is_some_and(|s| s.job_name.is_some()) {
+        // The Job this operator made may not have come back through the
+        // watch yet; ask before concluding someone deleted it.
+        facts.job = get_job(ctx, &facts.namespace, &child_name(&name)).await?;
+    }
+    facts.policy = ctx.stores.policy(&facts.namespace, NETWORK_POLICY_NAME);
+    observe_job(ctx, &mut facts).await?;
+    Ok(facts)
+}
+
+/// The newest pod of the run's own Job, whether it still has to mount its
+/// inputs, and its frame once the runner has exited cleanly. Also after
+/// this reconcile made the Job: a Job applied again may have pods already.
+pub async fn observe_job(ctx: &Context, facts: &mut Facts<'_>) -> Result<()> {
+    let (execution, namespace) = (facts.execution, facts.namespace.clone());
+    // Pods of a Job in the way are not this run's.
+    let Some(JobSlot::Held(job)) = facts.job.as_ref().filter(|slot| is_ours(slot, execution)) else {
+        return Ok(());
+    };
+    facts.pod = ctx.stores.newest_pod(&namespace, &execution.name_any(), job);
     if must_check_inputs(execution, facts.job.as_ref(), facts.pod.as_deref()) {
         facts.inputs_missing = inputs_missing(ctx, &namespace, execution).await?;
     }
     if let Some(pod) = facts.pod.as_deref().filter(|pod| status::runner_exited_cleanly(pod)) {
         facts.frame = Some(read_frame(ctx, &namespace, pod).await?);
     }
-    Ok(facts)
+    Ok(())
 }
 
 async fn get_job(ctx: &Context, namespace: &str, name: &str) -> Result<Option<JobSlot>> {

@@ -28,8 +28,8 @@ use crate::events::EventQueue;
 use crate::metrics::{ErrorLabels, Metrics};
 use crate::store::{JobSlot, Stores};
 use act::{act, Learned};
-use decide::{decide, Then};
-use gather::gather;
+use decide::{decide, Then, Why};
+use gather::{gather, observe_job};
 
 const TRANSIENT_RETRY: Duration = Duration::from_secs(5);
 /// After a status write lost to a newer version: the watch brings that
@@ -72,15 +72,21 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
     let mut facts = gather(execution, ctx).await?;
     loop {
         let decision = decide(&facts, &ctx.config);
-        if let Some(why) = decision.why {
-            info!(why);
+        match &decision.why {
+            Some(Why::Waiting(why)) => info!(why),
+            Some(Why::Overdue(reason)) => warn!(reason, "run overdue; ending it"),
+            None => {}
         }
         let learned = act(ctx, execution, &facts.namespace, decision.steps).await?;
         match (decision.then, learned) {
             (Then::Done(action), _) => return Ok(action),
-            (Then::DecideAgain, Some(Learned::Created(job))) => facts.job = Some(JobSlot::Held(job)),
+            (Then::DecideAgain, Some(Learned::Created(job))) => {
+                facts.job = Some(JobSlot::Held(job));
+                observe_job(ctx, &mut facts).await?;
+            }
             (Then::DecideAgain, Some(Learned::Refused(why))) => facts.refused = Some(why),
-            // Only a step that feeds back asks for another decision.
+            // Not reached: only a step that feeds back asks for another
+            // decision. Should one not, looking again later is safe.
             (Then::DecideAgain, None) => return Ok(Action::requeue(TRANSIENT_RETRY)),
         }
     }

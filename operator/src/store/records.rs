@@ -62,6 +62,16 @@ pub fn execution_of(object: &impl ResourceExt) -> Option<&String> {
     object.labels().get(EXECUTION_KEY)
 }
 
+/// Drops the bookkeeping no record or trigger reads (managed fields,
+/// annotations, finalizers), as a Job or pod comes off the watch: several
+/// KiB a pod that would otherwise ride along to the controller's triggers,
+/// all of them at once while a re-list is buffered.
+pub fn strip_bookkeeping(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    metadata.annotations = None;
+    metadata.finalizers = None;
+}
+
 /// A Job as it is kept.
 #[derive(Clone, Debug, Default)]
 pub struct JobRecord {
