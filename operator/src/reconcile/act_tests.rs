@@ -302,12 +302,17 @@ fn hello_frame() -> String {
 /// message (by default its frame).
 fn finished_pod(message: Option<&str>) -> crate::store::PodView {
     let message = message.map_or_else(hello_frame, str::to_owned);
+    our_pod(json!({"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": {"terminated": {
+        "exitCode": 0, "message": message,
+        "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
+}
+
+/// The pod of this run's Job (uid job-1), with `status`.
+fn our_pod(status: Value) -> crate::store::PodView {
     serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1", "namespace": "team-a",
             "creationTimestamp": "2027-01-15T08:00:00Z",
             "labels": {"sandrun.dev/execution": "hello", "batch.kubernetes.io/controller-uid": "job-1"}},
-        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "run", "state": {"terminated": {
-            "exitCode": 0, "message": message,
-            "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}}))
+        "status": status}))
     .unwrap()
 }
 
@@ -482,10 +487,7 @@ async fn refused_inputs_take_the_new_job_with_them_and_fail_the_run() {
 #[tokio::test]
 async fn inputs_deleted_before_the_pod_mounted_them_are_put_back() {
     let e = execution(|e| made_earlier(e, Phase::Pending));
-    let pending: crate::store::PodView = serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1",
-        "namespace": "team-a", "labels": {"sandrun.dev/execution": "hello",
-        "batch.kubernetes.io/controller-uid": "job-1"}}, "status": {"phase": "Pending"}}))
-    .unwrap();
+    let pending = our_pod(json!({"phase": "Pending"}));
     let script = vec![
         expect("GET", inputs_path(&e), 404, api_error(404, "NotFound", "configmaps not found")),
         expect("PATCH", inputs_path(&e), 200, None),
@@ -536,11 +538,9 @@ async fn an_overdue_run_gets_its_verdict_before_its_job_goes() {
         made_earlier(e, Phase::Running);
         e.status.as_mut().unwrap().start_time = Some(started.clone());
     });
-    let running: crate::store::PodView = serde_json::from_value(json!({"metadata": {"name": "sandrun-hello-x1",
-        "namespace": "team-a", "labels": {"sandrun.dev/execution": "hello",
-        "batch.kubernetes.io/controller-uid": "job-1"}}, "status": {"phase": "Running",
-        "containerStatuses": [{"name": "run", "state": {"running": {"startedAt": started}}}]}}))
-    .unwrap();
+    let running = our_pod(
+        json!({"phase": "Running", "containerStatuses": [{"name": "run", "state": {"running": {"startedAt": started}}}]}),
+    );
     let script =
         vec![expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)), expect("DELETE", JOB, 200, deleted())];
     let h = harness(script, vec![our_job(&e)], None);
