@@ -234,13 +234,26 @@ async fn daemon_down_for(name: &str, away: Duration) -> Duration {
     down.elapsed()
 }
 
-/// Waits until every `run-N` of `count` shows the Running phase.
+/// Waits until every `run-N` of `count` shows the Running phase in the same
+/// listing: all of them in flight at once, which is what the faults below
+/// need. A run that ends first means its program is too short for this
+/// machine's start-up spread; that fails here, by name, not later.
 async fn all_running(ns: &TestNamespace, count: usize) {
-    for i in 0..count {
-        wait_until(&ns.executions(), &format!("run-{i}"), |e| {
-            e.status.as_ref().is_some_and(|s| s.phase == Phase::Running)
-        })
-        .await;
+    let started = Instant::now();
+    loop {
+        let listed = ns.executions().list(&ListParams::default()).await.unwrap().items;
+        let phase = |i: usize| {
+            let name = format!("run-{i}");
+            listed.iter().find(|e| e.name_any() == name).and_then(|e| e.status.as_ref()).map(|s| s.phase)
+        };
+        if let Some(i) = (0..count).find(|&i| phase(i).is_some_and(Phase::is_terminal)) {
+            panic!("run-{i} ended before all {count} were running: {:?}", phase(i));
+        }
+        if (0..count).all(|i| phase(i) == Some(Phase::Running)) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "not all {count} runs were running within 120 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -249,7 +262,7 @@ async fn all_running(ns: &TestNamespace, count: usize) {
 async fn kubelet_killed_and_restarted() -> Vec<String> {
     const RUNS: usize = 5;
     let ns = TestNamespace::new("fault-kubelet").await;
-    start_runs(&ns, RUNS, 6).await;
+    start_runs(&ns, RUNS, 20).await;
     all_running(&ns, RUNS).await;
     let downtime = daemon_down_for("kubelet", Duration::from_secs(4)).await;
     all_runs_correct(&ns, RUNS).await;
@@ -264,12 +277,12 @@ async fn kubelet_killed_and_restarted() -> Vec<String> {
 /// overdue (start + timeoutSeconds + 120 s), not at the Job's backstop.
 async fn kubelet_killed_for_good() -> Vec<String> {
     const RUNS: usize = 5;
-    const TIMEOUT: u32 = 10;
+    const TIMEOUT: u32 = 30;
     const RESULT_GRACE: i64 = 120;
     let ns = TestNamespace::new("fault-node-lost").await;
     let api = ns.executions();
     for i in 0..RUNS {
-        let code = format!("import time\ntime.sleep(3)\nprint('run {i}')");
+        let code = format!("import time\ntime.sleep(20)\nprint('run {i}')");
         let limits = Limits { timeout_seconds: Some(TIMEOUT), ..Default::default() };
         api.create(&PostParams::default(), &Execution::new(&format!("run-{i}"), with_limits(python(&code), limits)))
             .await
