@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::run::RunConfig;
+use crate::warm::WarmConfig;
 
 pub const USAGE: &str = "usage:
   sandrun-runner install DIR
@@ -12,12 +13,18 @@ pub const USAGE: &str = "usage:
   sandrun-runner run [--timeout-ms N] [--max-output-bytes N] [--memory-limit-bytes N] [--max-processes N] [--stdin FILE]
                      [--source DIR] [--workdir DIR] [--result-file FILE] -- COMMAND [ARG...]
       run COMMAND and print one result frame (also left in FILE when it fits
-      a termination message)";
+      a termination message)
+  sandrun-runner warm [--max-processes N] [--max-file-bytes N] [--workdir DIR] [--result-file FILE]
+                      [--max-payload-bytes N]
+      read one SANDRUN-PROGRAM-V1 line from stdin (at most N bytes, default
+      8 MiB), print SANDRUN-ACCEPTED-V1 UID, run it and print its frame;
+      without a program, exit 75 and leave SANDRUN-UNDELIVERED in FILE";
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Install { dir: PathBuf },
     Run(RunConfig),
+    Warm(WarmConfig),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -36,6 +43,8 @@ pub enum CliError {
     MissingCommand,
     #[error("install needs exactly one directory")]
     InstallDir,
+    #[error("warm reads its command from stdin, not after --")]
+    WarmCommand,
 }
 
 pub fn parse(args: &[String]) -> Result<Command, CliError> {
@@ -46,6 +55,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             _ => Err(CliError::InstallDir),
         },
         "run" => parse_run(rest).map(Command::Run),
+        "warm" => parse_warm(rest).map(Command::Warm),
         other => Err(CliError::UnknownSubcommand(other.to_owned())),
     }
 }
@@ -76,6 +86,26 @@ fn parse_run(args: &[String]) -> Result<RunConfig, CliError> {
         }
     }
     Err(CliError::MissingCommand)
+}
+
+fn parse_warm(args: &[String]) -> Result<WarmConfig, CliError> {
+    let mut config = WarmConfig::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--" {
+            return Err(CliError::WarmCommand);
+        }
+        let value = it.next().ok_or_else(|| CliError::MissingValue(flag.clone()))?;
+        match flag.as_str() {
+            "--max-processes" => config.max_processes = number(flag, value)? as usize,
+            "--max-file-bytes" => config.max_file_bytes = number(flag, value)?,
+            "--workdir" => config.workdir = Some(value.into()),
+            "--result-file" => config.result_file = Some(value.into()),
+            "--max-payload-bytes" => config.max_payload_bytes = number(flag, value)? as usize,
+            _ => return Err(CliError::UnknownFlag(flag.clone())),
+        }
+    }
+    Ok(config)
 }
 
 fn number(flag: &str, value: &str) -> Result<u64, CliError> {
@@ -120,10 +150,42 @@ mod tests {
             ("run --color red -- x", CliError::UnknownFlag("--color".into())),
             ("run --", CliError::MissingCommand),
             ("run --stdin /x", CliError::MissingCommand),
+            ("warm --max-payload-bytes", CliError::MissingValue("--max-payload-bytes".into())),
+            (
+                "warm --max-processes many",
+                CliError::NotANumber { flag: "--max-processes".into(), value: "many".into() },
+            ),
+            // Per-run settings travel with the program, not on the command line.
+            ("warm --timeout-ms 5", CliError::UnknownFlag("--timeout-ms".into())),
+            ("warm --stdin /in", CliError::UnknownFlag("--stdin".into())),
+            ("warm -- python3 main.py", CliError::WarmCommand),
         ];
         for (line, want) in cases {
             assert_eq!(parse(&args(line)), Err(want), "for {line:?}");
         }
+    }
+
+    #[test]
+    fn table_of_warm_command_lines() {
+        let defaults = WarmConfig::default();
+        let cases = [
+            ("warm", defaults.clone()),
+            (
+                "warm --max-processes 128 --max-file-bytes 7 --workdir /w --result-file /dev/termination-log --max-payload-bytes 1024",
+                WarmConfig {
+                    max_processes: 128,
+                    max_file_bytes: 7,
+                    workdir: Some("/w".into()),
+                    result_file: Some("/dev/termination-log".into()),
+                    max_payload_bytes: 1024,
+                },
+            ),
+            ("warm --workdir /a --workdir /b", WarmConfig { workdir: Some("/b".into()), ..defaults.clone() }),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(&args(line)), Ok(Command::Warm(want)), "for {line:?}");
+        }
+        assert_eq!(defaults.max_payload_bytes, 8 * 1024 * 1024);
     }
 
     #[test]
