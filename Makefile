@@ -18,5 +18,5 @@ purge:       ## as down, and delete the cluster's state
 	cluster/down.sh --purge
 
 crds:        ## regenerate the CRD YAML (and the chart's copy) from the Rust types
-	cargo run -q -p sandrun-crds --bin crdgen > crds/executions.sandrun.dev.yaml
-	cp crds/executions.sandrun.dev.yaml charts/sandrun/files/crd.yaml
+	cargo run -q -p sandrun-crds --bin crdgen crds
+	cargo run -q -p sandrun-crds --bin crdgen charts/sandrun/files

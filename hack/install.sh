@@ -34,6 +34,7 @@ install() {
     --from-file=keys.yaml="$(hack/gateway-keys.sh)" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   if ! "$helm" status "$release" -n "$namespace" >/dev/null 2>&1; then
     adopt crd executions.sandrun.dev
+    adopt crd sandboxpools.sandrun.dev
     adopt namespace sandrun-demo
     adopt namespace sandrun-other
   fi

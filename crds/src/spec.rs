@@ -33,6 +33,7 @@ pub const DEFAULT_RUNTIME_CLASS: &str = "runsc";
     printcolumn = r#"{"name":"Exit","type":"integer","jsonPath":".status.exitCode"}"#,
     printcolumn = r#"{"name":"Duration(ms)","type":"integer","jsonPath":".status.durationMillis"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.reason","priority":1}"#,
+    printcolumn = r#"{"name":"Start","type":"string","jsonPath":".status.startMode","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(

@@ -34,6 +34,15 @@ impl Phase {
     }
 }
 
+/// How a run's sandbox was started.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// A pod of a SandboxPool, started before the run arrived.
+    Warm,
+    /// A pod made for this run.
+    Cold,
+}
+
 /// Machine-readable reasons used in `status.reason` and condition reasons.
 pub mod reasons {
     pub const COMPLETED: &str = "Completed";
@@ -94,6 +103,10 @@ pub struct ExecutionStatus {
     pub job_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// How the sandbox was started: `Warm`, a pod of a SandboxPool started
+    /// ahead; `Cold`, a pod made for this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_mode: Option<StartMode>,
 
     /// When the program started (the run container started).
     #[serde(default, skip_serializing_if = "Option::is_none")]

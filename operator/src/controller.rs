@@ -12,7 +12,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
-use sandrun_crds::Execution;
+use sandrun_crds::{Execution, SandboxPool};
 use tracing::{debug, warn};
 
 use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
@@ -20,7 +20,7 @@ use crate::reconcile::{error_policy, reconcile, Context};
 use crate::store::records::{execution_of, slim_execution, strip_bookkeeping};
 use crate::store::{triggers, JobView, PodView, Writers};
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
 {
@@ -62,12 +62,31 @@ pub async fn run(
     let pods = watcher(api::<PodView>(&client, ns), execution_pods)
         .default_backoff()
         .modify(|pod| strip_bookkeeping(&mut pod.metadata))
-        .inspect(ctx.stores.pods.feeder());
+        .inspect(ctx.stores.pods.feeder())
+        .inspect(ctx.stores.warm.feeder());
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()
         .reflect(writers.policies)
         .for_each(|_| future::ready(()));
+
+    // Pools: one watch, reflected into the store reconciles pick pools from,
+    // drives the pool controller.
+    let pools = watcher(api::<SandboxPool>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(writers.pools)
+        .touched_objects();
+    let (stop_pools, pools_stopped) = tokio::sync::oneshot::channel::<()>();
+    let pool_controller = crate::pool::controller::run(
+        client.clone(),
+        ctx.config.clone(),
+        ns,
+        pools,
+        ctx.stores.pools.clone(),
+        async move {
+            let _ = pools_stopped.await;
+        },
+    );
 
     let controller = Controller::for_stream(triggers(execution_events), executions)
         .owns_stream(triggers(jobs))
@@ -87,9 +106,14 @@ pub async fn run(
                 Err(error) => warn!(%error, "controller"),
             }
         });
-    // The policy watch has no end of its own; the controller's end is ours.
+    // The policy watch has no end of its own; the controller's end is ours,
+    // and the pool controller's.
+    tokio::pin!(pool_controller);
     tokio::select! {
         () = controller => {}
         () = policies => {}
+        () = &mut pool_controller => {}
     }
+    let _ = stop_pools.send(());
+    pool_controller.await;
 }

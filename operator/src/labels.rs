@@ -10,6 +10,12 @@ pub const EXECUTION_KEY: &str = "sandrun.dev/execution";
 /// On execution pods only; the deny-all NetworkPolicy selects it.
 pub const ROLE_KEY: &str = "sandrun.dev/role";
 pub const ROLE_EXECUTION: &str = "execution";
+/// On a pool's Jobs and pods: the SandboxPool they belong to.
+pub const POOL_KEY: &str = "sandrun.dev/pool";
+/// On a pool's Jobs and pods: the digest of the profile they were made for.
+pub const PROFILE_KEY: &str = "sandrun.dev/profile";
+/// On a warm pod and its Job once a run claimed it: the Execution's uid.
+pub const CLAIMED_BY_KEY: &str = "sandrun.dev/claimed-by";
 pub const NETWORK_POLICY_NAME: &str = "sandrun-deny-all";
 pub const RUN_CONTAINER: &str = "run";
 pub const INSTALL_CONTAINER: &str = "install-runner";
@@ -46,7 +52,7 @@ pub fn inputs_name(execution: &str, uid: Option<&str>) -> String {
 }
 
 /// Stable across Rust releases, unlike `DefaultHasher`.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 

@@ -18,6 +18,7 @@ mod labels;
 mod leader;
 mod metrics;
 mod objects;
+mod pool;
 mod quantity;
 mod reconcile;
 mod status;

@@ -26,9 +26,9 @@ use crate::validate::Program;
 
 /// The unprivileged user every execution runs as (the images' `sandbox` user).
 pub const SANDBOX_UID: i64 = 65532;
-const BIN_DIR: &str = "/sandrun/bin";
+pub const BIN_DIR: &str = "/sandrun/bin";
 const INPUT_DIR: &str = "/sandrun/input";
-const WORKDIR: &str = "/workspace";
+pub const WORKDIR: &str = "/workspace";
 const STDIN_KEY: &str = "stdin";
 
 fn owned_meta(execution: &Execution, namespace: &str) -> ObjectMeta {
@@ -44,7 +44,7 @@ fn owned_meta(execution: &Execution, namespace: &str) -> ObjectMeta {
 
 /// A file may take 7/8 of the workspace: the write fails (EFBIG) before the
 /// kubelet would evict the pod for a full workspace and lose its result.
-fn max_file_bytes(workspace_size_limit: &str) -> u64 {
+pub fn max_file_bytes(workspace_size_limit: &str) -> u64 {
     memory_bytes(workspace_size_limit).map_or(0, |bytes| bytes / 8 * 7)
 }
 
@@ -114,40 +114,105 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
     ];
     runner_argv.extend(program.argv.iter().cloned());
 
-    let mut env: Vec<EnvVar> = spec
-        .env
-        .iter()
-        .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
-        .collect();
-    for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
-        if !env.iter().any(|e| e.name == key) {
-            env.push(EnvVar { name: key.to_owned(), value: Some(value.to_owned()), value_from: None });
-        }
-    }
+    let env = program_env(
+        spec.env
+            .iter()
+            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+            .collect(),
+    );
 
+    let mounts = vec![mount("input", INPUT_DIR, true)];
+    let input = Volume {
+        name: "input".to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: inputs_name(&name, execution.metadata.uid.as_deref()),
+            items: Some(input_items(execution)),
+            default_mode: Some(0o444),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    };
+    let pod = sandbox_pod(
+        Sandbox {
+            image: &program.image,
+            runtime_class: &program.runtime_class,
+            cpu: spec.cpu(),
+            memory_request_bytes: program.container_memory_request_bytes,
+            memory_limit_bytes: program.container_memory_limit_bytes,
+            runner_argv,
+            env,
+            waits_for_program: false,
+        },
+        mounts,
+        vec![input],
+        config,
+    );
+
+    Job {
+        metadata: owned_meta(execution, namespace),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            completions: Some(1),
+            parallelism: Some(1),
+            active_deadline_seconds: Some(i64::from(timeout + config.startup_allowance_seconds)),
+            // A little after the Execution's own TTL, which deletes it first.
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(|ttl| ttl.saturating_add(60) as i32),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels(&name)), ..Default::default() }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What differs between the sandboxes of a cold run and of a warm pool.
+pub struct Sandbox<'a> {
+    pub image: &'a str,
+    pub runtime_class: &'a str,
+    pub cpu: &'a str,
+    pub memory_request_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub runner_argv: Vec<String>,
+    pub env: Vec<EnvVar>,
+    /// A warm sandbox's runner reads its one program from stdin, which the
+    /// kubelet opens to the first attach and closes after it.
+    pub waits_for_program: bool,
+}
+
+/// The sandbox pod: gVisor, no token, no DNS, non-root, read-only root,
+/// the runner installed by an init container. The same for every run,
+/// cold or warm.
+pub fn sandbox_pod(
+    sandbox: Sandbox,
+    extra_mounts: Vec<VolumeMount>,
+    extra_volumes: Vec<Volume>,
+    config: &OperatorConfig,
+) -> PodSpec {
+    let mut mounts = vec![mount("runner", BIN_DIR, true)];
+    mounts.extend(extra_mounts);
+    mounts.extend([mount("workspace", WORKDIR, false), mount("tmp", "/tmp", false)]);
     let run = Container {
         name: RUN_CONTAINER.to_owned(),
-        image: Some(program.image.clone()),
+        image: Some(sandbox.image.to_owned()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
-        command: Some(runner_argv),
+        command: Some(sandbox.runner_argv),
         working_dir: Some(WORKDIR.to_owned()),
-        env: Some(env),
+        env: Some(sandbox.env),
         resources: Some(resources(
-            spec.cpu(),
-            &program.container_memory_request_bytes.to_string(),
-            &program.container_memory_limit_bytes.to_string(),
+            sandbox.cpu,
+            &sandbox.memory_request_bytes.to_string(),
+            &sandbox.memory_limit_bytes.to_string(),
             &config.workspace_size_limit,
         )),
         security_context: Some(locked_down()),
         // Never the log's tail: only the runner's own words count as a result.
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_owned()),
         termination_message_policy: Some("File".to_owned()),
-        volume_mounts: Some(vec![
-            mount("runner", BIN_DIR, true),
-            mount("input", INPUT_DIR, true),
-            mount("workspace", WORKDIR, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(mounts),
+        stdin: sandbox.waits_for_program.then_some(true),
+        stdin_once: sandbox.waits_for_program.then_some(true),
         ..Default::default()
     };
     let install = Container {
@@ -160,9 +225,11 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         volume_mounts: Some(vec![mount("runner", BIN_DIR, false)]),
         ..Default::default()
     };
-
-    let pod = PodSpec {
-        runtime_class_name: Some(program.runtime_class.clone()),
+    let mut volumes = vec![empty_dir("runner", "64Mi")];
+    volumes.extend(extra_volumes);
+    volumes.extend([empty_dir("workspace", &config.workspace_size_limit), empty_dir("tmp", "64Mi")]);
+    PodSpec {
+        runtime_class_name: Some(sandbox.runtime_class.to_owned()),
         restart_policy: Some("Never".to_owned()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -186,41 +253,19 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
         }),
         init_containers: Some(vec![install]),
         containers: vec![run],
-        volumes: Some(vec![
-            empty_dir("runner", "64Mi"),
-            Volume {
-                name: "input".to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: inputs_name(&name, execution.metadata.uid.as_deref()),
-                    items: Some(input_items(execution)),
-                    default_mode: Some(0o444),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            },
-            empty_dir("workspace", &config.workspace_size_limit),
-            empty_dir("tmp", "64Mi"),
-        ]),
-        ..Default::default()
-    };
-
-    Job {
-        metadata: owned_meta(execution, namespace),
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            completions: Some(1),
-            parallelism: Some(1),
-            active_deadline_seconds: Some(i64::from(timeout + config.startup_allowance_seconds)),
-            // A little after the Execution's own TTL, which deletes it first.
-            ttl_seconds_after_finished: spec.ttl_seconds_after_finished.map(|ttl| ttl.saturating_add(60) as i32),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels(&name)), ..Default::default() }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
+        volumes: Some(volumes),
         ..Default::default()
     }
+}
+
+/// `HOME` and `TMPDIR` for the program unless the Execution sets them.
+pub fn program_env(mut env: Vec<EnvVar>) -> Vec<EnvVar> {
+    for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
+        if !env.iter().any(|e| e.name == key) {
+            env.push(EnvVar { name: key.to_owned(), value: Some(value.to_owned()), value_from: None });
+        }
+    }
+    env
 }
 
 /// One per namespace, not owned by any Execution: it must outlive each of

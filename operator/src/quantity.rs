@@ -22,9 +22,27 @@ pub fn memory_bytes(quantity: &str) -> Option<u64> {
     (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
+/// Millicores in a CPU quantity such as `500m`, `1` or `1.5`.
+pub fn cpu_millis(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    let (number, scale) = match q.strip_suffix('m') {
+        Some(millis) => (millis, 1.0),
+        None => (q, 1000.0),
+    };
+    let millis = number.parse::<f64>().ok()? * scale;
+    (millis.is_finite() && millis >= 0.0).then_some(millis.ceil() as u64)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::memory_bytes;
+    use super::{cpu_millis, memory_bytes};
+
+    #[test]
+    fn cpu_table() {
+        for (q, want) in [("500m", Some(500)), ("1", Some(1000)), ("1.5", Some(1500)), ("2x", None), ("", None)] {
+            assert_eq!(cpu_millis(q), want, "{q}");
+        }
+    }
 
     #[test]
     fn table() {

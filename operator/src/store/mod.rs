@@ -8,18 +8,21 @@ mod names;
 mod pods;
 pub mod records;
 pub mod relist;
+mod warm;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use sandrun_crds::SandboxPool;
 
 pub use jobs::{JobSlot, Jobs};
 pub use names::NameSet;
 pub use pods::Pods;
 pub use records::{JobRecord, JobView, PodRecord, PodView};
 pub use relist::{triggers, Listed};
+pub use warm::{WarmPod, WarmPods};
 
 /// A watch that never lists (a missing RBAC verb) shows up here.
 #[derive(Debug, thiserror::Error)]
@@ -36,20 +39,31 @@ pub struct Stores {
     /// Only names: a reconcile only asks whether an inputs ConfigMap exists.
     pub config_maps: NameSet,
     pub policies: Store<NetworkPolicy>,
+    pub pools: Store<SandboxPool>,
+    /// Pool pods waiting for a program, fed from the same pod watch.
+    pub warm: Listed<WarmPods>,
 }
 
 /// Write side of the kube store, fed by the controller's policy watch (the
 /// others are fed through their own `apply`).
 pub struct Writers {
     pub policies: reflector::store::Writer<NetworkPolicy>,
+    pub pools: reflector::store::Writer<SandboxPool>,
 }
 
 impl Stores {
     pub fn new() -> (Self, Writers) {
         let (policies, policies_writer) = reflector::store();
-        let stores =
-            Self { jobs: Listed::default(), pods: Listed::default(), config_maps: NameSet::default(), policies };
-        (stores, Writers { policies: policies_writer })
+        let (pools, pools_writer) = reflector::store();
+        let stores = Self {
+            jobs: Listed::default(),
+            pods: Listed::default(),
+            config_maps: NameSet::default(),
+            policies,
+            pools,
+            warm: Listed::default(),
+        };
+        (stores, Writers { policies: policies_writer, pools: pools_writer })
     }
 
     /// Until every store has listed once, an absent object means nothing.
