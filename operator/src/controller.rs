@@ -30,14 +30,22 @@ where
     }
 }
 
+/// What the controller feeds besides the reconciles: the stores' write
+/// sides, and the warm deliveries' requests to reconcile a run.
+pub struct Feeds {
+    pub writers: Writers,
+    pub delivered: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<Execution>>,
+}
+
 /// Runs until `shutdown` resolves, then lets in-flight reconciles finish.
 pub async fn run(
     ctx: Arc<Context>,
-    writers: Writers,
+    feeds: Feeds,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Feeds { writers, delivered } = feeds;
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_KEY}={MANAGED_BY}"));
@@ -95,6 +103,7 @@ pub async fn run(
             let name = execution_of(&pod)?.clone();
             Some(ObjectRef::<Execution>::new(&name).within(&pod.namespace()?))
         })
+        .reconcile_on(tokio_stream_of(delivered))
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -116,4 +125,10 @@ pub async fn run(
     }
     let _ = stop_pools.send(());
     pool_controller.await;
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }

@@ -11,6 +11,7 @@ pub mod startup;
 
 mod config;
 mod controller;
+mod delivery;
 mod error;
 mod events;
 mod http;

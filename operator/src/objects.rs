@@ -268,6 +268,34 @@ pub fn program_env(mut env: Vec<EnvVar>) -> Vec<EnvVar> {
     env
 }
 
+/// What a warm runner is handed for `execution`: everything per run that
+/// a cold run's pod spec and inputs would carry.
+pub fn delivery(execution: &Execution, program: &Program) -> sandrun_runner::Delivery {
+    use sandrun_runner::protocol::{DeliveredFile, EnvPair};
+    let spec = &execution.spec;
+    let env = program_env(
+        spec.env
+            .iter()
+            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+            .collect(),
+    );
+    sandrun_runner::Delivery {
+        execution_uid: execution.metadata.uid.clone().unwrap_or_default(),
+        command: program.argv.clone(),
+        env: env.into_iter().map(|e| EnvPair { name: e.name, value: e.value.unwrap_or_default() }).collect(),
+        files: spec
+            .source
+            .iter()
+            .flat_map(|s| &s.files)
+            .map(|f| DeliveredFile { path: f.path.clone(), content: f.content.clone() })
+            .collect(),
+        stdin: spec.stdin.clone(),
+        timeout_ms: u64::from(spec.timeout_seconds()) * 1000,
+        max_output_bytes: spec.max_output_bytes() as usize,
+        memory_limit_bytes: program.memory_limit_bytes,
+    }
+}
+
 /// One per namespace, not owned by any Execution: it must outlive each of
 /// them. No rules at all means no traffic in or out of execution pods.
 pub fn deny_all_network_policy(namespace: &str) -> NetworkPolicy {

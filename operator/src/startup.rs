@@ -11,13 +11,15 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::OperatorConfig;
+use crate::controller::Feeds;
+use crate::delivery::Deliveries;
 use crate::events::{EventQueue, Reporter};
 use crate::http::{router, HttpState};
 use crate::labels::FIELD_MANAGER;
 use crate::leader::{Election, ElectionError, Leadership};
 use crate::metrics::Metrics;
 use crate::reconcile::Context;
-use crate::store::{Stores, Writers};
+use crate::store::Stores;
 
 /// Why the operator could not start, or stopped: each ends the process.
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +110,10 @@ pub async fn run(args: Args) -> Result<()> {
         lease_duration_seconds: args.lease_duration_seconds,
     });
     let (stores, writers) = Stores::new();
+    let (deliveries, delivered) = Deliveries::new();
+    let feeds = Feeds { writers, delivered };
     let events = EventQueue::start(client.clone(), reporter, metrics.events_dropped.clone());
-    let ctx = Arc::new(Context { events, client: client.clone(), config, metrics, stores });
+    let ctx = Arc::new(Context { events, client: client.clone(), config, metrics, stores, deliveries });
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
@@ -127,9 +131,9 @@ pub async fn run(args: Args) -> Result<()> {
     });
     let work = async move {
         let outcome = match election {
-            Some(election) => lead(ctx, writers, &args, &election, stop_rx).await,
+            Some(election) => lead(ctx, feeds, &args, &election, stop_rx).await,
             None => {
-                crate::controller::run(ctx, writers, args.namespace, args.concurrency, stopped(stop_rx)).await;
+                crate::controller::run(ctx, feeds, args.namespace, args.concurrency, stopped(stop_rx)).await;
                 Ok(())
             }
         };
@@ -146,7 +150,7 @@ pub async fn run(args: Args) -> Result<()> {
 /// Reconciles while this replica holds the lease.
 async fn lead(
     ctx: Arc<Context>,
-    writers: Writers,
+    feeds: Feeds,
     args: &Args,
     election: &Election,
     stop: watch::Receiver<bool>,
@@ -164,7 +168,7 @@ async fn lead(
     info!(identity = %election.identity, "leading");
     ctx.metrics.leader.set(1);
     let controller =
-        crate::controller::run(ctx.clone(), writers, args.namespace.clone(), args.concurrency, stopped(stop));
+        crate::controller::run(ctx.clone(), feeds, args.namespace.clone(), args.concurrency, stopped(stop));
     tokio::pin!(controller);
     tokio::select! {
         () = &mut controller => {

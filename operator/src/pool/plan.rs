@@ -92,13 +92,16 @@ mod tests {
         plan.delete.iter().map(|(name, _)| name.as_str()).collect()
     }
 
+    /// Case, size, members; then: Jobs to make, Jobs deleted, (ready, starting, in use).
+    type Row = (&'static str, u32, Vec<Member>, u32, Vec<&'static str>, (u32, u32, u32));
+
     #[test]
     fn table() {
         use PodState::{Ended, Ready, Starting};
         let claimed = |name, pod| Member { claimed: true, ..member(name, pod) };
         let old = |name| Member { profile: "p0".into(), ..member(name, PodState::Ready) };
         let failed = |name| Member { finished: true, ..member(name, Starting) };
-        let cases: Vec<(&str, u32, Vec<Member>, u32, Vec<&str>, (u32, u32, u32))> = vec![
+        let cases: Vec<Row> = vec![
             ("empty pool fills", 3, vec![], 3, vec![], (0, 0, 0)),
             ("full pool rests", 2, vec![member("a", Ready), member("b", Starting)], 0, vec![], (1, 1, 0)),
             ("a claimed pod is replaced", 2, vec![member("a", Ready), claimed("b", Ready)], 1, vec![], (1, 0, 1)),

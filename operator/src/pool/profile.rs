@@ -187,8 +187,7 @@ mod tests {
 
     #[test]
     fn which_runs_fit_a_pool() {
-        let mut config = OperatorConfig::default();
-        config.allowed_runtime_classes = vec!["runc".into()];
+        let config = OperatorConfig { allowed_runtime_classes: vec!["runc".into()], ..Default::default() };
         let profile = Profile::of(&pool_spec("256Mi", "1"), &config).unwrap();
         let cases = [
             ("same language and limits", run(Language::Python, "256Mi", "1", None), true),

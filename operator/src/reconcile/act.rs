@@ -5,19 +5,20 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use sandrun_crds::{Execution, ExecutionStatus};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::decide::{Children, Notice, Step};
+use super::decide::{Bind, Children, Notice, Step};
 use super::Context;
 use crate::error::{is_conflict, is_invalid, is_not_found, Error, Result};
-use crate::labels::FIELD_MANAGER;
+use crate::labels::{CLAIMED_BY_KEY, EXECUTION_KEY, FIELD_MANAGER};
 use crate::status;
 use crate::store::{JobRecord, JobView};
 
@@ -28,6 +29,10 @@ pub enum Learned {
     Created(Arc<JobRecord>),
     /// The API server refused a child for good: "Job: why".
     Refused(String),
+    /// The warm pod is this run's, and its program is on its way.
+    Bound,
+    /// Another run claimed the warm pod first (or it changed): try another.
+    ClaimLost,
 }
 
 /// Performs `steps` in order until one fails (its error ends the
@@ -35,7 +40,18 @@ pub enum Learned {
 pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: Vec<Step>) -> Result<Option<Learned>> {
     for step in steps {
         match step {
-            Step::ForgetChildren => ctx.stores.forget_children(namespace, &execution.name_any()),
+            Step::ForgetChildren => {
+                ctx.stores.forget_children(namespace, &execution.name_any());
+                if let Some(uid) = execution.uid() {
+                    ctx.deliveries.forget(&uid);
+                }
+            }
+            Step::Bind(bind) => return bind_warm(ctx, execution, namespace, *bind).await.map(Some),
+            Step::Deliver(delivery) => {
+                info!(pod = delivery.pod, "delivering the program to the run's warm pod again");
+                let target = ObjectRef::from_obj(execution);
+                ctx.deliveries.start(ctx.client.clone(), ctx.metrics.clone(), target, delivery.pod, delivery.program);
+            }
             Step::CreateChildren(children) => {
                 return create_children(ctx, execution, namespace, &children).await.map(Some)
             }
@@ -92,6 +108,71 @@ async fn create_children(
         }
         Err(error) => refused(error),
     }
+}
+
+/// Claims the warm pod for this run, makes its Job the run's, records the
+/// binding in the status, and starts the delivery. Each write is a
+/// compare-and-swap the API server enforces: the pod's on the version the
+/// index saw (one run per pod), the status on the version this reconcile
+/// read (one pod per run, also with two leaders for a moment). Past the
+/// claim, a failure deletes the claimed Job: it never got a program.
+async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: Bind) -> Result<Learned> {
+    let started = std::time::Instant::now();
+    let Bind { warm, status, delivery } = bind;
+    let (name, uid) = (execution.name_any(), execution.uid().unwrap_or_default());
+    let claim = serde_json::json!({
+        "metadata": {
+            "resourceVersion": warm.pod.resource_version,
+            "labels": { EXECUTION_KEY: name, CLAIMED_BY_KEY: uid },
+        }
+    });
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.patch(&warm.pod.name, &PatchParams::default(), &Patch::Merge(&claim)).await {
+        Ok(_) => {}
+        Err(e) if is_conflict(&e) || is_not_found(&e) => return Ok(Learned::ClaimLost),
+        Err(source) => {
+            ctx.stores.warm.put_back(namespace, &warm.pool, warm.pod.clone());
+            return Err(Error::Apply { kind: "Pod", name: warm.pod.name.clone(), source });
+        }
+    }
+    let job = JobRecord { name: warm.pod.job_name.clone(), uid: Some(warm.pod.job_uid.clone()), ..Default::default() };
+    let adopted = adopt_job(ctx, execution, namespace, &job).await;
+    let written = match adopted {
+        Ok(()) => write_status(ctx, execution, namespace, &status).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = written {
+        delete_job(ctx, namespace, &job).await?;
+        return Err(error);
+    }
+    ctx.metrics.warm_bind_seconds.observe(started.elapsed().as_secs_f64());
+    let note = format!("bound to warm pod {} of pool {}", warm.pod.name, warm.pool);
+    publish(ctx, execution, Notice { type_: EventType::Normal, reason: "WarmStart".into(), note });
+    ctx.deliveries.start(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        ObjectRef::from_obj(execution),
+        warm.pod.name,
+        delivery,
+    );
+    Ok(Learned::Bound)
+}
+
+/// Makes a claimed warm Job the run's: its labels, and the Execution as its
+/// only owner, so it goes with the Execution and leaves the pool's count.
+async fn adopt_job(ctx: &Context, execution: &Execution, namespace: &str, job: &JobRecord) -> Result<()> {
+    let owner = execution.controller_owner_ref(&());
+    let body = serde_json::json!({
+        "metadata": {
+            "labels": { EXECUTION_KEY: execution.name_any(), CLAIMED_BY_KEY: execution.uid() },
+            "ownerReferences": owner.map(|owner| vec![owner]),
+        }
+    });
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    jobs.patch(&job.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Apply { kind: "Job", name: job.name.clone(), source })
 }
 
 /// An apply the API server refuses for good (invalid) is what this run

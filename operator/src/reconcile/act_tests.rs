@@ -130,6 +130,7 @@ fn harness(script: Vec<Expect>, jobs: Vec<JobView>, policy: Option<NetworkPolicy
         events,
         metrics: Metrics::register(&mut Registry::default()),
         stores,
+        deliveries: crate::delivery::Deliveries::new().0,
     };
     Harness { ctx: Arc::new(ctx), events: captured, server }
 }

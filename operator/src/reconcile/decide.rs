@@ -13,14 +13,15 @@ use k8s_openapi::jiff::SignedDuration;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
-use sandrun_crds::{Execution, ExecutionStatus, Phase};
+use sandrun_crds::{Execution, ExecutionStatus, Phase, StartMode};
 
 use crate::config::OperatorConfig;
+use crate::delivery;
 use crate::labels::child_name;
 use crate::metrics::PhaseLabels;
 use crate::objects;
 use crate::status::{self, Frame, Observed};
-use crate::store::{JobRecord, JobSlot, PodRecord};
+use crate::store::{JobRecord, JobSlot, PodRecord, WarmPod};
 use crate::validate;
 
 /// Safety net for missed watch events while an Execution is in flight.
@@ -51,6 +52,17 @@ pub struct Facts<'a> {
     /// Why the API server refused this run's children, applied earlier in
     /// this reconcile.
     pub refused: Option<String>,
+    /// A warm pod taken for this run, which has no sandbox yet.
+    pub warm: Option<Warm>,
+    /// What this operator's delivery to the run's warm pod came to.
+    pub delivery: Option<delivery::State>,
+}
+
+/// A warm pod of a pool that fits the run.
+#[derive(Clone, Debug)]
+pub struct Warm {
+    pub pool: String,
+    pub pod: WarmPod,
 }
 
 impl<'a> Facts<'a> {
@@ -66,6 +78,8 @@ impl<'a> Facts<'a> {
             policy: None,
             inputs_missing: false,
             refused: None,
+            warm: None,
+            delivery: None,
         }
     }
 }
@@ -74,8 +88,18 @@ impl<'a> Facts<'a> {
 /// error, so what follows it (an Event after a status write) is not done.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// Drop a finished run's Job and pods from the stores.
+    /// Drop a finished run's Job and pods from the stores, and what its
+    /// delivery came to.
     ForgetChildren,
+    /// Claim the warm pod (a write on the version taken), make its Job the
+    /// run's, write the bound status (on the version read), then start
+    /// delivering. A claim lost to another run feeds back; any later
+    /// failure deletes the claimed Job, which never got a program.
+    Bind(Box<Bind>),
+    /// Deliver to the run's warm pod: nothing of this operator is (after a
+    /// failover). The runner takes one program, ever, so a second delivery
+    /// of the same one is harmless.
+    Deliver(Box<Delivery>),
     /// Apply the namespace's policy (when missing or changed), then the
     /// inputs and the Job. What happens feeds back into the facts (the Job
     /// made, or why one of them was refused) and the reconcile decides again.
@@ -90,6 +114,26 @@ pub enum Step {
     DeleteExecution,
     Publish(Notice),
     CountFinished(PhaseLabels),
+}
+
+/// A program and the warm pod it goes to.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub pod: String,
+    pub program: sandrun_runner::Delivery,
+}
+
+impl Delivery {
+    fn to(pod: String, program: sandrun_runner::Delivery) -> Self {
+        Self { pod, program }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Bind {
+    pub warm: Warm,
+    pub status: ExecutionStatus,
+    pub delivery: sandrun_runner::Delivery,
 }
 
 /// What a new run is made of, applied in this order.
@@ -202,7 +246,15 @@ pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
         None => None,
     };
     if job.is_none() && previous.job_name.is_none() {
+        if let Some(warm) = &facts.warm {
+            return bind(facts, &program, warm);
+        }
         return create_children(facts, &program, config);
+    }
+    if previous.start_mode == Some(StartMode::Warm) {
+        if let Some(decision) = warm_run(facts, &program, job, &previous) {
+            return decision;
+        }
     }
 
     let mut steps = Vec::new();
@@ -271,6 +323,58 @@ fn create_children(facts: &Facts, program: &validate::Program, config: &Operator
         job: objects::job(execution, namespace, program, config),
     }));
     Decision { steps: vec![step], then: Then::DecideAgain, why: None }
+}
+
+fn bind(facts: &Facts, program: &validate::Program, warm: &Warm) -> Decision {
+    let execution = facts.execution;
+    let status = status::bound(execution, &warm.pod.job_name, &warm.pod.name, &warm.pool, &facts.now);
+    let delivery = objects::delivery(execution, program);
+    let step = Step::Bind(Box::new(Bind { warm: warm.clone(), status, delivery }));
+    Decision { steps: vec![step], then: Then::DecideAgain, why: None }
+}
+
+/// What only a warm run in flight needs, if anything: its result from the
+/// stream, a cold start when the program never reached the pod, or a
+/// delivery after a failover. Otherwise (`None`) the pod's own state
+/// decides, as for a cold run.
+fn warm_run(
+    facts: &Facts,
+    program: &validate::Program,
+    job: Option<&JobRecord>,
+    previous: &ExecutionStatus,
+) -> Option<Decision> {
+    let execution = facts.execution;
+    let undelivered = facts.pod.as_deref().and_then(status::undelivered);
+    match (&facts.delivery, undelivered) {
+        (Some(delivery::State::Done(delivery::Outcome::Finished { result, accepted, finished })), _) => {
+            let mut next = status::from_stream(execution, result, accepted.as_ref(), finished, &facts.now);
+            status::fit_to_object_limit(&mut next, spec_bytes(execution));
+            let mut steps = Vec::new();
+            write_and_announce(&mut steps, previous, next);
+            Some(Decision::done(steps, Action::await_change()))
+        }
+        (Some(delivery::State::Done(delivery::Outcome::NotSent(why))), _) => Some(start_cold(facts, job, why)),
+        (_, Some(why)) => Some(start_cold(facts, job, &why)),
+        (None, None) if status::waiting_for_program(facts.pod.as_deref()) => {
+            let pod = facts.pod.as_deref().map(|p| p.name.clone()).unwrap_or_default();
+            let steps = vec![Step::Deliver(Box::new(Delivery::to(pod, objects::delivery(execution, program))))];
+            Some(Decision::done(steps, Action::requeue(IN_FLIGHT_RESYNC)))
+        }
+        _ => None,
+    }
+}
+
+/// The program never reached the warm pod: its Job goes, and the run
+/// starts over cold, once.
+fn start_cold(facts: &Facts, job: Option<&JobRecord>, why: &str) -> Decision {
+    let mut steps: Vec<Step> = job.map(|job| Step::DeleteJob(job.clone())).into_iter().collect();
+    steps.push(Step::WriteStatus(Box::new(status::warm_start_failed(facts.execution, why, &facts.now))));
+    steps.push(Step::Publish(Notice {
+        type_: EventType::Warning,
+        reason: "WarmStartFailed".into(),
+        note: format!("starting cold: {why}"),
+    }));
+    Decision::done(steps, Action::await_change())
 }
 
 /// Stops the run (the Job goes, and its pod with it) and records why.

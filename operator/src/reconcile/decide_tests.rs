@@ -7,15 +7,16 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::runtime::controller::Action;
-use sandrun_crds::{Execution, ExecutionStatus, Phase};
+use sandrun_crds::{Execution, ExecutionStatus, Phase, StartMode};
 use sandrun_runner::RunResult;
 use serde_json::json;
 
-use super::decide::{decide, Facts, Step, Then};
+use super::decide::{decide, Facts, Step, Then, Warm};
 use crate::config::OperatorConfig;
+use crate::delivery;
 use crate::objects;
 use crate::status::{self, Frame, Observed};
-use crate::store::{JobRecord, JobSlot, PodRecord, PodView};
+use crate::store::{JobRecord, JobSlot, PodRecord, PodView, WarmPod};
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
@@ -87,6 +88,39 @@ fn exited(code: i32) -> Option<Arc<PodRecord>> {
         "exitCode": code, "startedAt": "2027-01-15T08:00:00Z", "finishedAt": "2027-01-15T08:00:01Z"}}}]}))
 }
 
+/// Bound a second ago to warm pod `sandrun-hello-x1` (the Job keeps the
+/// table's usual name).
+fn warm_status() -> Option<ExecutionStatus> {
+    let bound = status::bound(&execution(None), "sandrun-hello", "sandrun-hello-x1", "py", &ago(1));
+    assert_eq!(bound.start_mode, Some(StartMode::Warm));
+    Some(bound)
+}
+
+fn warm_pod() -> Option<Warm> {
+    let pod = WarmPod {
+        name: "sandrun-warm-py-abc-x1".into(),
+        resource_version: "7".into(),
+        profile: "p1".into(),
+        job_name: "sandrun-warm-py-abc".into(),
+        job_uid: "job-9".into(),
+    };
+    Some(Warm { pool: "py".into(), pod })
+}
+
+fn streamed(exit_code: i32) -> Option<delivery::State> {
+    let result = RunResult { exit_code: Some(exit_code), stdout: "1\n".into(), ..Default::default() };
+    Some(delivery::State::Done(delivery::Outcome::Finished {
+        result: Box::new(result),
+        accepted: None,
+        finished: now(),
+    }))
+}
+
+fn undelivered_pod() -> Option<Arc<PodRecord>> {
+    pod(json!({"phase": "Failed", "containerStatuses": [{"name": "run", "state": {"terminated": {
+        "exitCode": 75, "message": "SANDRUN-UNDELIVERED stdin closed before a whole program line"}}}]}))
+}
+
 fn pulling() -> Option<Arc<PodRecord>> {
     pod(json!({"phase": "Pending", "containerStatuses": [{"name": "run", "state": {"waiting": {
         "reason": "ErrImageNeverPull", "message": "image not present"}}}]}))
@@ -115,6 +149,8 @@ fn show(step: &Step) -> String {
         Step::DeleteExecution => "delete execution".into(),
         Step::Publish(notice) => format!("event {:?} {}", notice.type_, notice.reason),
         Step::CountFinished(labels) => format!("count {}/{}", labels.phase, labels.reason),
+        Step::Bind(bind) => format!("bind {} of {}", bind.warm.pod.name, bind.warm.pool),
+        Step::Deliver(delivery) => format!("deliver to {}", delivery.pod),
     }
 }
 
@@ -428,6 +464,79 @@ fn table_of_decisions() {
             },
             |_| {},
             &[],
+            await_change.clone(),
+        ),
+        (
+            "new run with a warm pod: bind it",
+            |_| {},
+            |f| f.warm = warm_pod(),
+            &["bind sandrun-warm-py-abc-x1 of py"],
+            Then::DecideAgain,
+        ),
+        (
+            "warm run, the runner's frame on the stream: the result",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = running_since(600);
+                f.delivery = streamed(0);
+            },
+            &["status Succeeded/Completed", "event Normal Completed", "count Succeeded/Completed"],
+            await_change.clone(),
+        ),
+        (
+            "warm run, the attach never opened: cold start",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = running_since(600);
+                f.delivery = Some(delivery::State::Done(delivery::Outcome::NotSent("pod gone".into())));
+            },
+            &["delete job sandrun-hello uid=job-1", "status Pending/WarmStartFailed", "event Warning WarmStartFailed"],
+            await_change.clone(),
+        ),
+        (
+            "warm run, the runner took no program: cold start",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = undelivered_pod();
+                f.delivery = Some(delivery::State::Done(delivery::Outcome::Lost("stream ended".into())));
+            },
+            &["delete job sandrun-hello uid=job-1", "status Pending/WarmStartFailed", "event Warning WarmStartFailed"],
+            await_change.clone(),
+        ),
+        (
+            "warm run after a failover, runner waiting: deliver again",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = running_since(600);
+            },
+            &["deliver to sandrun-hello-x1"],
+            done(Action::requeue(Duration::from_secs(300))),
+        ),
+        (
+            "warm run in flight: nothing to write, back when overdue from the bind (not the pod's start)",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = running_since(600);
+                f.delivery = Some(delivery::State::InFlight);
+            },
+            &[],
+            done(Action::requeue(Duration::from_secs(10 + 120 - 1))),
+        ),
+        (
+            "warm run, a frame that says exit 7 and a killed runner: not the stream's word",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("uid-1");
+                f.pod = exited(137);
+                f.frame = Some(Frame::Missing);
+                f.delivery = Some(delivery::State::Done(delivery::Outcome::Lost("stream ended".into())));
+            },
+            &["status Failed/ResultMissing", "event Warning ResultMissing", "count Failed/ResultMissing"],
             await_change.clone(),
         ),
     ];

@@ -14,13 +14,15 @@ use kube::ResourceExt;
 use sandrun_crds::Execution;
 use sandrun_runner::parse_frame;
 
-use super::decide::{is_ours, must_check_inputs, needs, Facts, Needs};
+use super::decide::{is_ours, must_check_inputs, needs, Facts, Needs, Warm};
 use super::Context;
 use crate::error::{is_invalid, is_not_found, Error, Result};
 use crate::labels::{child_name, inputs_name, NETWORK_POLICY_NAME, RUN_CONTAINER};
 use crate::metrics::SourceLabels;
+use crate::pool::Profile;
 use crate::status::{self, Frame};
 use crate::store::{JobRecord, JobSlot, JobView, PodRecord};
+use crate::validate;
 
 /// Enough for two 256 KiB streams even if every byte needed a JSON escape.
 const MAX_LOG_BYTES: i64 = 8 * 1024 * 1024;
@@ -37,19 +39,59 @@ pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts
     ctx.stores.wait_until_ready(STORES_READY_WITHIN).await?;
     let mut facts = Facts::of(execution, namespace, Time(Timestamp::now()));
     let name = execution.name_any();
-    facts.job = ctx.stores.job(&facts.namespace, &name);
+    let status = execution.status.clone().unwrap_or_default();
+    // The run's Job: the one its status names (a warm pod's), else the one
+    // named for it. A warm Job left in the slot after a fall back to a
+    // cold start is not this run's any more.
+    let job_name = status.job_name.clone().unwrap_or_else(|| child_name(&name));
+    facts.job = ctx.stores.job(&facts.namespace, &name).filter(|slot| match slot {
+        JobSlot::Held(job) => job.name == job_name,
+        JobSlot::Forgotten => true,
+    });
     if needs == Needs::StoredJob {
         // A cancel deletes by name what the store does not hold.
         return Ok(facts);
     }
-    if facts.job.is_none() && execution.status.as_ref().is_some_and(|s| s.job_name.is_some()) {
+    if facts.job.is_none() && status.job_name.is_some() {
         // The Job this operator made may not have come back through the
         // watch yet; ask before concluding someone deleted it.
-        facts.job = get_job(ctx, &facts.namespace, &child_name(&name)).await?;
+        facts.job = get_job(ctx, &facts.namespace, &job_name).await?;
     }
     facts.policy = ctx.stores.policy(&facts.namespace, NETWORK_POLICY_NAME);
+    if let Some(uid) = execution.uid() {
+        facts.delivery = ctx.deliveries.state(&uid);
+    }
+    if facts.job.is_none() && status.job_name.is_none() && status.start_mode.is_none() {
+        facts.warm = take_warm(ctx, execution, &facts.namespace);
+    }
     observe_job(ctx, &mut facts).await?;
     Ok(facts)
+}
+
+/// A warm pod for a new run, taken out of the index, from the first pool
+/// in its namespace that it fits. Counted as a hit or, when a pool fits
+/// but has no pod free, a miss; a run that fits no pool is neither.
+pub fn take_warm(ctx: &Context, execution: &Execution, namespace: &str) -> Option<Warm> {
+    let program = validate::program(&execution.spec, &ctx.config).ok()?;
+    let mut fitted = false;
+    for pool in ctx.stores.pools.state() {
+        if pool.namespace().as_deref() != Some(namespace) || pool.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Ok(profile) = Profile::of(&pool.spec, &ctx.config) else { continue };
+        if !profile.fits(&program, &execution.spec) {
+            continue;
+        }
+        fitted = true;
+        if let Some(pod) = ctx.stores.warm.take(namespace, &pool.name_any(), &profile.digest()) {
+            ctx.metrics.warm_hits.inc();
+            return Some(Warm { pool: pool.name_any(), pod });
+        }
+    }
+    if fitted {
+        ctx.metrics.warm_misses.inc();
+    }
+    None
 }
 
 /// The newest pod of the run's own Job, whether it still has to mount its

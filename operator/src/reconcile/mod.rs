@@ -23,6 +23,7 @@ use sandrun_crds::Execution;
 use tracing::{info, instrument, warn};
 
 use crate::config::OperatorConfig;
+use crate::delivery::Deliveries;
 use crate::error::{is_conflict, Error, Result};
 use crate::events::EventQueue;
 use crate::metrics::{ErrorLabels, Metrics};
@@ -42,6 +43,7 @@ pub struct Context {
     pub events: EventQueue,
     pub metrics: Metrics,
     pub stores: Stores,
+    pub deliveries: Deliveries,
 }
 
 #[instrument(skip_all, fields(namespace = execution.namespace().unwrap_or_default(), execution = execution.name_any()))]
@@ -85,6 +87,10 @@ async fn reconcile_execution(execution: &Execution, ctx: &Context) -> Result<Act
                 observe_job(ctx, &mut facts).await?;
             }
             (Then::DecideAgain, Some(Learned::Refused(why))) => facts.refused = Some(why),
+            (_, Some(Learned::Bound)) => return Ok(Action::requeue(decide::IN_FLIGHT_RESYNC)),
+            (Then::DecideAgain, Some(Learned::ClaimLost)) => {
+                facts.warm = gather::take_warm(ctx, execution, &facts.namespace);
+            }
             // Not reached: only a step that feeds back asks for another
             // decision. Should one not, looking again later is safe.
             (Then::DecideAgain, None) => return Ok(Action::requeue(TRANSIENT_RETRY)),

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::records::{execution_of, JobRecord, JobView};
 use super::relist::{Collect, Listed, Watched};
-use crate::labels::child_name;
+use crate::labels::{child_name, CLAIMED_BY_KEY};
 
 type Key = (String, String);
 
@@ -25,10 +25,12 @@ pub enum JobSlot {
 #[derive(Default)]
 pub struct Jobs(HashMap<Key, JobSlot>);
 
-/// Only a Job with the name the operator gives its Execution's Job counts.
+/// Only a Job with the name the operator gives its Execution's Job counts,
+/// or a warm pool's Job a run claimed.
 fn key_of(job: &JobView) -> Option<Key> {
     let execution = execution_of(job)?;
-    if job.metadata.name.as_deref() != Some(child_name(execution).as_str()) {
+    let claimed = job.labels().contains_key(CLAIMED_BY_KEY);
+    if !claimed && job.metadata.name.as_deref() != Some(child_name(execution).as_str()) {
         return None;
     }
     Some((job.namespace()?, execution.clone()))
@@ -44,7 +46,14 @@ impl Collect<JobView> for Jobs {
 
 impl Watched<JobView> for Jobs {
     fn remove(&mut self, job: &JobView) {
-        if let Some(key) = key_of(job) {
+        // A run that fell back from a warm pod to a cold one has had two
+        // Jobs: the first one's deletion leaves the second one's slot.
+        let Some(key) = key_of(job) else { return };
+        let same = match self.0.get(&key) {
+            Some(JobSlot::Held(held)) => Some(&held.name) == job.metadata.name.as_ref(),
+            _ => true,
+        };
+        if same {
             self.0.remove(&key);
         }
     }

@@ -4,13 +4,16 @@ use k8s_openapi::api::batch::v1::JobCondition;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::SignedDuration;
-use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase};
+use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase, StartMode};
 use sandrun_runner::{parse_frame, RunResult};
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
 use crate::quantity::memory_bytes;
 use crate::store::{JobRecord, PodRecord};
 use crate::text::{apply_safe, truncate_at_char};
+
+mod warm;
+pub use warm::{bound, from_stream, undelivered, waiting_for_program, warm_start_failed};
 
 /// Waiting reasons that will not fix themselves within an Execution's life.
 const FATAL_WAITING: &[&str] = &[
@@ -144,6 +147,15 @@ pub fn derive(execution: &Execution, observed: &Observed, now: &Time) -> Executi
     let mut next = progress(execution, observed, now);
     next.job_name = observed.job.map(|j| j.name.clone()).or(previous.job_name.clone());
     next.pod_name = observed.pod.map(|p| p.name.clone()).or(previous.pod_name.clone());
+    next.start_mode = previous.start_mode.or(observed.job.map(|_| StartMode::Cold));
+    if previous.start_mode == Some(StartMode::Warm) {
+        // The pod was up long before this run; the run started when it was
+        // bound, as the bound status says.
+        next.start_time = previous.start_time.clone().or(next.start_time);
+        if next.phase == Phase::Running {
+            next.message = previous.message.clone();
+        }
+    }
     with_conditions(next, &previous, execution.metadata.generation, now)
 }
 
@@ -171,6 +183,7 @@ pub fn cancelled(execution: &Execution, now: &Time) -> ExecutionStatus {
         job_name: previous.job_name.clone(),
         pod_name: previous.pod_name.clone(),
         start_time: previous.start_time.clone(),
+        start_mode: previous.start_mode,
         ..Default::default()
     };
     with_conditions(next, &previous, execution.metadata.generation, now)
@@ -525,5 +538,4 @@ fn condition(
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -1,0 +1,169 @@
+//! Hands a program to a warm sandbox's runner and brings its result back,
+//! both through the kubelet: one `pods/attach` session to the run
+//! container, the program written as one line on its stdin, the runner's
+//! acceptance and frame read from its stdout. The sandbox keeps no network.
+//!
+//! What the stream is trusted for: only the runner writes its stdout (the
+//! program's streams are pipes the runner reads, and the runner is not
+//! dumpable), and in warm mode it prints a frame only when it is about to
+//! exit 0 — the same condition under which the termination message counts.
+//! Anything else on the stream, or a stream that breaks, leaves the result
+//! to the pod's own end, as for a cold run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, AttachParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::Client;
+use sandrun_crds::Execution;
+use sandrun_runner::protocol::ACCEPTED_PREFIX;
+use sandrun_runner::{parse_frame, Delivery, RunResult};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::labels::RUN_CONTAINER;
+use crate::metrics::Metrics;
+
+/// Past the program's own timeout, how long the stream may stay open: the
+/// runner reports within about a second of its deadline.
+const STREAM_GRACE: Duration = Duration::from_secs(120);
+/// The longest stdout line read: a frame of two full streams, escaped.
+const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How a delivery went, for the reconcile that it triggers.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The runner's frame, read off the stream.
+    Finished { result: Box<RunResult>, accepted: Option<Time>, finished: Time },
+    /// No session could be opened: nothing reached the runner, so the run
+    /// may still go elsewhere.
+    NotSent(String),
+    /// The session broke or ended after the program was written: only the
+    /// pod's end can say what happened.
+    Lost(String),
+}
+
+#[derive(Clone, Debug)]
+pub enum State {
+    InFlight,
+    Done(Outcome),
+}
+
+/// Deliveries this operator has started, by Execution uid, and the channel
+/// through which a finished one asks for its Execution's reconcile.
+#[derive(Clone)]
+pub struct Deliveries {
+    states: Arc<Mutex<HashMap<String, State>>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<Execution>>,
+}
+
+impl Deliveries {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<Execution>>) {
+        let (trigger, triggered) = mpsc::unbounded_channel();
+        (Self { states: Arc::default(), trigger }, triggered)
+    }
+
+    pub fn state(&self, uid: &str) -> Option<State> {
+        self.states.lock().ok()?.get(uid).cloned()
+    }
+
+    /// Once the Execution shows the result, nothing reads it again.
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut states) = self.states.lock() {
+            states.remove(uid);
+        }
+    }
+
+    fn set(&self, uid: &str, state: State) {
+        if let Ok(mut states) = self.states.lock() {
+            states.insert(uid.to_owned(), state);
+        }
+    }
+
+    /// Starts delivering `delivery` to `pod`, unless this operator already
+    /// is; returns at once.
+    pub fn start(
+        &self,
+        client: Client,
+        metrics: Metrics,
+        execution: ObjectRef<Execution>,
+        pod: String,
+        delivery: Delivery,
+    ) {
+        let uid = delivery.execution_uid.clone();
+        if matches!(self.state(&uid), Some(State::InFlight)) {
+            return;
+        }
+        self.set(&uid, State::InFlight);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let namespace = execution.namespace.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client, &namespace);
+            let limit = Duration::from_millis(delivery.timeout_ms) + STREAM_GRACE;
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(limit, deliver(&api, &pod, &delivery, &metrics)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Lost(format!("no result on the stream within {} s", limit.as_secs())),
+            };
+            match &outcome {
+                Outcome::Finished { .. } => {
+                    metrics.warm_stream_seconds.observe(started.elapsed().as_secs_f64());
+                    info!(%execution, pod, "result read from the warm sandbox's stream");
+                }
+                Outcome::NotSent(why) | Outcome::Lost(why) => warn!(%execution, pod, why, "warm delivery"),
+            }
+            this.set(&uid, State::Done(outcome));
+            // The controller is gone only when the operator stops.
+            let _ = this.trigger.send(execution);
+        });
+    }
+}
+
+async fn deliver(api: &Api<Pod>, pod: &str, delivery: &Delivery, metrics: &Metrics) -> Outcome {
+    let started = Instant::now();
+    let params = AttachParams::default().container(RUN_CONTAINER).stdin(true).stdout(true).stderr(false);
+    let mut attached = match api.attach(pod, &params).await {
+        Ok(attached) => attached,
+        Err(e) => return Outcome::NotSent(format!("attach to {pod}: {e}")),
+    };
+    let (Some(mut stdin), Some(stdout)) = (attached.stdin(), attached.stdout()) else {
+        return Outcome::NotSent("the attach session has no stdin or stdout".to_owned());
+    };
+    if let Err(e) = stdin.write_all(delivery.to_line().as_bytes()).await {
+        return Outcome::Lost(format!("writing the program: {e}"));
+    }
+    if let Err(e) = stdin.flush().await {
+        return Outcome::Lost(format!("writing the program: {e}"));
+    }
+    let mut lines = BufReader::new(stdout);
+    let mut accepted = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut lines).take(MAX_LINE_BYTES as u64).read_until(b'\n', &mut line).await;
+        match read {
+            Ok(0) => return Outcome::Lost("the stream ended without a result".to_owned()),
+            Ok(_) => {}
+            Err(e) => return Outcome::Lost(format!("reading the stream: {e}")),
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.starts_with(ACCEPTED_PREFIX) {
+            metrics.warm_delivery_seconds.observe(started.elapsed().as_secs_f64());
+            accepted = Some(Time(Timestamp::now()));
+            continue;
+        }
+        match parse_frame(&text) {
+            Some(Ok(result)) => {
+                return Outcome::Finished { result: Box::new(result), accepted, finished: Time(Timestamp::now()) }
+            }
+            Some(Err(e)) => return Outcome::Lost(format!("a frame that does not parse: {e}")),
+            None => {}
+        }
+    }
+}
