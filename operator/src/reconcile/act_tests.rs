@@ -16,7 +16,7 @@ use kube::runtime::events::Event;
 use kube::runtime::watcher;
 use kube::Client;
 use prometheus_client::registry::Registry;
-use sandrun_crds::{Execution, ExecutionStatus, Phase};
+use sandrun_crds::{Execution, ExecutionStatus, Phase, SandboxPool};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -27,7 +27,8 @@ use crate::events::EventQueue;
 use crate::labels::inputs_name;
 use crate::metrics::Metrics;
 use crate::objects;
-use crate::store::{JobView, Stores};
+use crate::pool::Profile;
+use crate::store::{JobView, PodView, Stores};
 
 const NS: &str = "/namespaces/team-a";
 const JOB: &str = "/apis/batch/v1/namespaces/team-a/jobs/sandrun-hello";
@@ -73,6 +74,16 @@ struct Harness {
 /// A context whose client talks to a mock that answers `script` in order,
 /// with stores that have listed `jobs` (and nothing else).
 fn harness(script: Vec<Expect>, jobs: Vec<JobView>, policy: Option<NetworkPolicy>) -> Harness {
+    harness_with_pool(script, jobs, policy, None)
+}
+
+/// As `harness`, with a SandboxPool and its warm pods listed too.
+fn harness_with_pool(
+    script: Vec<Expect>,
+    jobs: Vec<JobView>,
+    policy: Option<NetworkPolicy>,
+    pool: Option<(SandboxPool, Vec<PodView>)>,
+) -> Harness {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -123,6 +134,17 @@ fn harness(script: Vec<Expect>, jobs: Vec<JobView>, policy: Option<NetworkPolicy
         policies.apply_watcher_event(&watcher::Event::InitApply(policy));
     }
     policies.apply_watcher_event(&watcher::Event::InitDone);
+    let mut pools = writers.pools;
+    pools.apply_watcher_event(&watcher::Event::Init);
+    stores.warm.apply::<PodView>(&watcher::Event::Init);
+    if let Some((pool, pods)) = pool {
+        pools.apply_watcher_event(&watcher::Event::InitApply(pool));
+        for pod in pods {
+            stores.warm.apply(&watcher::Event::InitApply(pod));
+        }
+    }
+    pools.apply_watcher_event(&watcher::Event::InitDone);
+    stores.warm.apply::<PodView>(&watcher::Event::InitDone);
     let (events, captured) = EventQueue::captured();
     let ctx = Context {
         client: Client::new(service, "default"),
@@ -571,4 +593,81 @@ async fn a_stale_write_of_a_result_is_not_retried_without_its_output() {
     assert!(matches!(h.reconcile(e).await.unwrap_err(), Error::WriteStatus { .. }));
     let (seen, _) = h.seen().await;
     assert_eq!(seen[0].body["status"]["stdout"], "hi\n", "the one write carried the output");
+}
+
+const WARM_POD: &str = "/api/v1/namespaces/team-a/pods/sandrun-warm-py-abc-x1";
+const WARM_JOB: &str = "/apis/batch/v1/namespaces/team-a/jobs/sandrun-warm-py-abc";
+
+/// A python pool in team-a with one warm pod, waiting, at version 7.
+fn python_pool() -> (SandboxPool, Vec<PodView>) {
+    let pool: SandboxPool = serde_json::from_value(json!({
+        "apiVersion": "sandrun.dev/v1alpha1", "kind": "SandboxPool",
+        "metadata": {"name": "py", "namespace": "team-a", "uid": "pool-1"},
+        "spec": {"size": 1, "language": "python"}
+    }))
+    .unwrap();
+    let digest = Profile::of(&pool.spec, &OperatorConfig::default()).unwrap().digest();
+    let pod = serde_json::from_value(json!({
+        "metadata": {"name": "sandrun-warm-py-abc-x1", "namespace": "team-a", "resourceVersion": "7",
+            "labels": {"sandrun.dev/pool": "py", "sandrun.dev/profile": digest, "job-name": "sandrun-warm-py-abc",
+                "batch.kubernetes.io/controller-uid": "job-9", "sandrun.dev/role": "execution"}},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "run", "state": {"running": {}}}]}
+    }))
+    .unwrap();
+    (pool, vec![pod])
+}
+
+#[tokio::test]
+async fn a_run_that_fits_a_pool_claims_its_pod_on_its_version_then_adopts_the_job_then_writes_status() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", WARM_POD, 200, None),
+        expect("PATCH", WARM_JOB, 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness_with_pool(script, vec![], None, Some(python_pool()));
+    h.reconcile(e).await.unwrap();
+    let (seen, events) = h.seen().await;
+    let claim = &seen[0].body["metadata"];
+    assert_eq!(claim["resourceVersion"], "7", "the claim is a compare-and-swap on the version seen");
+    assert_eq!(claim["labels"]["sandrun.dev/claimed-by"], "uid-1");
+    let adopted = &seen[1].body["metadata"];
+    assert_eq!(adopted["ownerReferences"][0]["uid"], "uid-1", "the run owns its Job from now on");
+    let status = &seen[2].body;
+    assert_eq!(status["metadata"]["resourceVersion"], "41", "bound on the version read: one pod per run");
+    assert_eq!(status["status"]["startMode"], "Warm");
+    assert_eq!(status["status"]["podName"], "sandrun-warm-py-abc-x1");
+    assert_eq!(status["status"]["jobName"], "sandrun-warm-py-abc");
+    assert_eq!(events, ["WarmStart"]);
+}
+
+#[tokio::test]
+async fn a_claim_lost_to_another_run_starts_this_one_cold() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", WARM_POD, 409, api_error(409, "Conflict", "the object has been modified")),
+        expect("PATCH", format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/sandrun-deny-all"), 200, None),
+        expect("PATCH", inputs_path(&e), 200, None),
+        expect("PATCH", JOB, 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+    ];
+    let h = harness_with_pool(script, vec![], None, Some(python_pool()));
+    h.reconcile(e).await.unwrap();
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[4].body["status"]["startMode"], "Cold");
+}
+
+#[tokio::test]
+async fn a_status_that_cannot_be_written_gives_the_claimed_job_up() {
+    let e = execution(|_| {});
+    let script = vec![
+        expect("PATCH", WARM_POD, 200, None),
+        expect("PATCH", WARM_JOB, 200, None),
+        expect("PATCH", format!("{EXECUTION}/status"), 409, api_error(409, "Conflict", "the object has been modified")),
+        expect("DELETE", WARM_JOB, 200, deleted()),
+    ];
+    let h = harness_with_pool(script, vec![], None, Some(python_pool()));
+    assert!(h.reconcile(e).await.is_err(), "another reconcile bound it: this one fails and looks again");
+    let (seen, _) = h.seen().await;
+    assert_eq!(seen[3].body["preconditions"]["uid"], "job-9", "only the Job claimed, never a successor");
 }
