@@ -24,6 +24,9 @@ rejects=(
   "--set runtimeClass.name=Not_A_Name"
   "--set sandbox.imagePullPolicy=Sometimes"
   "--set executionNamespaces[0]=UPPER"
+  "--set pools[0].name=py --set pools[0].size=-1 --set pools[0].language=python"
+  "--set pools[0].name=py --set pools[0].size=1"
+  "--set pools[0].name=py --set pools[0].size=1 --set pools[0].language=cobol"
 )
 
 "$repo/hack/tools.sh"
