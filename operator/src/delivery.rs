@@ -51,6 +51,9 @@ pub enum Outcome {
 
 #[derive(Clone, Debug)]
 pub enum State {
+    /// A warm pod is being claimed for the run; its status does not say so
+    /// yet.
+    Binding,
     InFlight,
     Done(Outcome),
 }
@@ -78,6 +81,13 @@ impl Deliveries {
         if let Ok(mut states) = self.states.lock() {
             states.remove(uid);
         }
+    }
+
+    /// Marks the run as being bound, before its claim is sent: a reconcile
+    /// that reads the run's status from before the binding (the watch
+    /// lags the write) must wait for it, not bind or create again.
+    pub fn binding(&self, uid: &str) {
+        self.set(uid, State::Binding);
     }
 
     fn set(&self, uid: &str, state: State) {

@@ -77,6 +77,10 @@ pub async fn run(
         .await;
 }
 
+fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403 && status.message.contains("being terminated"))
+}
+
 fn pool_of(meta: &ObjectMeta) -> Option<ObjectRef<SandboxPool>> {
     Some(ObjectRef::new(meta.labels.as_ref()?.get(POOL_KEY)?).within(meta.namespace.as_deref()?))
 }
@@ -120,17 +124,24 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
         // No sandbox pod before the namespace's deny-all policy.
         let policy = deny_all_network_policy(&namespace);
         let policies: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-        policies
+        match policies
             .patch(&policy.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&policy))
             .await
-            .map_err(|source| Error::Apply { kind: "NetworkPolicy", name: policy.name_any(), source })?;
+        {
+            Ok(_) => {}
+            Err(e) if namespace_terminating(&e) => return Ok(Action::await_change()),
+            Err(source) => return Err(Error::Apply { kind: "NetworkPolicy", name: policy.name_any(), source }),
+        }
         for _ in 0..next.create {
             let suffix = format!("{:06x}", rand::rng().random::<u32>() & 0xff_ffff);
             let job = warm_job(&pool, profile, &ctx.config, &suffix);
             let name = job.name_any();
-            jobs.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&job))
-                .await
-                .map_err(|source| Error::Apply { kind: "Job", name, source })?;
+            match jobs.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&job)).await {
+                Ok(_) => {}
+                // The namespace is going, and the pool with it.
+                Err(e) if namespace_terminating(&e) => return Ok(Action::await_change()),
+                Err(source) => return Err(Error::Apply { kind: "Job", name, source }),
+            }
         }
         info!(created = next.create, "started warm sandboxes");
     }

@@ -127,10 +127,15 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
         }
     });
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.deliveries.binding(&uid);
     match pods.patch(&warm.pod.name, &PatchParams::default(), &Patch::Merge(&claim)).await {
         Ok(_) => {}
-        Err(e) if is_conflict(&e) || is_not_found(&e) => return Ok(Learned::ClaimLost),
+        Err(e) if is_conflict(&e) || is_not_found(&e) => {
+            ctx.deliveries.forget(&uid);
+            return Ok(Learned::ClaimLost);
+        }
         Err(source) => {
+            ctx.deliveries.forget(&uid);
             ctx.stores.warm.put_back(namespace, &warm.pool, warm.pod.clone());
             return Err(Error::Apply { kind: "Pod", name: warm.pod.name.clone(), source });
         }
@@ -143,6 +148,7 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
     };
     if let Err(error) = written {
         delete_job(ctx, namespace, &job).await?;
+        ctx.deliveries.forget(&uid);
         return Err(error);
     }
     ctx.metrics.warm_bind_seconds.observe(started.elapsed().as_secs_f64());

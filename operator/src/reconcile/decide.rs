@@ -26,6 +26,9 @@ use crate::validate;
 
 /// Safety net for missed watch events while an Execution is in flight.
 pub const IN_FLIGHT_RESYNC: Duration = Duration::from_secs(300);
+/// How soon to look again after reading a status older than this
+/// operator's own binding of the run.
+pub const STALE_STATUS_RETRY: Duration = Duration::from_millis(200);
 /// How often to look again while a Job that is not this run's is in the way.
 pub const IN_THE_WAY_RETRY: Duration = Duration::from_secs(2);
 
@@ -245,6 +248,12 @@ pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
         Some(JobSlot::Held(job)) => Some(job.as_ref()),
         None => None,
     };
+    if previous.start_mode.is_none() && (facts.delivery.is_some() || job.is_some_and(|j| j.claimed_by.is_some())) {
+        // This run is bound to a warm pod, but the copy read is from before
+        // the binding was written: the watch brings it within milliseconds.
+        return Decision::done(Vec::new(), Action::requeue(STALE_STATUS_RETRY))
+            .because(Why::Waiting("the status read is from before this run's binding"));
+    }
     if job.is_none() && previous.job_name.is_none() {
         if let Some(warm) = &facts.warm {
             return bind(facts, &program, warm);

@@ -65,6 +65,7 @@ fn job(owner: &str) -> Option<JobSlot> {
         name: "sandrun-hello".into(),
         uid: Some("job-1".into()),
         owner_uids: vec![owner.into()],
+        claimed_by: None,
         status: None,
     };
     Some(JobSlot::Held(Arc::new(record)))
@@ -94,6 +95,17 @@ fn warm_status() -> Option<ExecutionStatus> {
     let bound = status::bound(&execution(None), "sandrun-hello", "sandrun-hello-x1", "py", &ago(1));
     assert_eq!(bound.start_mode, Some(StartMode::Warm));
     Some(bound)
+}
+
+fn claimed_job() -> Option<JobSlot> {
+    let record = JobRecord {
+        name: "sandrun-warm-py-abc".into(),
+        uid: Some("job-9".into()),
+        owner_uids: vec!["uid-1".into()],
+        claimed_by: Some("uid-1".into()),
+        status: None,
+    };
+    Some(JobSlot::Held(Arc::new(record)))
 }
 
 fn warm_pod() -> Option<Warm> {
@@ -472,6 +484,23 @@ fn table_of_decisions() {
             |f| f.warm = warm_pod(),
             &["bind sandrun-warm-py-abc-x1 of py"],
             Then::DecideAgain,
+        ),
+        (
+            "bound by this operator, the status read from before: wait, bind nothing, make nothing",
+            |_| {},
+            |f| {
+                f.warm = warm_pod();
+                f.delivery = Some(delivery::State::Binding);
+            },
+            &[],
+            done(Action::requeue(Duration::from_millis(200))),
+        ),
+        (
+            "bound by another leader (its Job claimed), the status read from before: wait",
+            |_| {},
+            |f| f.job = claimed_job(),
+            &[],
+            done(Action::requeue(Duration::from_millis(200))),
         ),
         (
             "warm run, the runner's frame on the stream: the result",

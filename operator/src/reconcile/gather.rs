@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams};
 use kube::ResourceExt;
-use sandrun_crds::Execution;
+use sandrun_crds::{Execution, StartMode};
 use sandrun_runner::parse_frame;
 
 use super::decide::{is_ours, must_check_inputs, needs, Facts, Needs, Warm};
@@ -44,8 +44,12 @@ pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts
     // named for it. A warm Job left in the slot after a fall back to a
     // cold start is not this run's any more.
     let job_name = status.job_name.clone().unwrap_or_else(|| child_name(&name));
+    let uid = execution.uid();
+    let fell_back = status.start_mode == Some(StartMode::Cold);
     facts.job = ctx.stores.job(&facts.namespace, &name).filter(|slot| match slot {
-        JobSlot::Held(job) => job.name == job_name,
+        // A warm Job this run claimed is its Job even when the status read
+        // is from before the binding.
+        JobSlot::Held(job) => job.name == job_name || (!fell_back && job.claimed_by.is_some() && job.claimed_by == uid),
         JobSlot::Forgotten => true,
     });
     if needs == Needs::StoredJob {
@@ -61,7 +65,7 @@ pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts
     if let Some(uid) = execution.uid() {
         facts.delivery = ctx.deliveries.state(&uid);
     }
-    if facts.job.is_none() && status.job_name.is_none() && status.start_mode.is_none() {
+    if facts.job.is_none() && status.job_name.is_none() && status.start_mode.is_none() && facts.delivery.is_none() {
         facts.warm = take_warm(ctx, execution, &facts.namespace);
     }
     observe_job(ctx, &mut facts).await?;

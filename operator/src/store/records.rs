@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use sandrun_crds::{Execution, ExecutionStatus};
 use serde::Deserialize;
 
-use crate::labels::EXECUTION_KEY;
+use crate::labels::{CLAIMED_BY_KEY, EXECUTION_KEY};
 
 /// The Job controller's label tying a pod to its Job.
 pub const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -80,6 +80,8 @@ pub struct JobRecord {
     /// Tell this Execution's Job from one left by an earlier Execution of
     /// the same name.
     pub owner_uids: Vec<String>,
+    /// A warm pool's Job a run claimed: that run's uid.
+    pub claimed_by: Option<String>,
     pub status: Option<JobViewStatus>,
 }
 
@@ -89,6 +91,7 @@ impl From<&JobView> for JobRecord {
             name: job.name_any(),
             uid: job.uid(),
             owner_uids: job.owner_references().iter().map(|owner| owner.uid.clone()).collect(),
+            claimed_by: job.labels().get(CLAIMED_BY_KEY).cloned(),
             status: job.status.clone(),
         }
     }
