@@ -9,7 +9,10 @@
 
 use kube::api::{Api, PostParams};
 use kube::ResourceExt;
-use sandrun_crds::{Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase};
+use sandrun_crds::{
+    Execution, ExecutionSpec, ExecutionStatus, Language, Limits, Phase, PoolLimits, SandboxPool, SandboxPoolSpec,
+    StartMode,
+};
 use sandrun_e2e::inspect::{component_pods, sandrun_rss_mib};
 use sandrun_e2e::{kubectl, print_table, program, python, status_of, with_limits, TestNamespace};
 
@@ -482,6 +485,64 @@ fn cases() -> Vec<Case> {
 #[ignore = "security suite: hack/test.sh runs it alone, with its table shown"]
 async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
     let ns = TestNamespace::new("hostile").await;
+    hostile_suite(&ns, StartMode::Cold).await;
+}
+
+/// The same programs, each in a warm sandbox of a pool: the fast path
+/// (program over attach, result off the runner's stream) must hold
+/// exactly what the cold one does.
+#[tokio::test]
+#[ignore = "security suite: hack/test.sh runs it alone, with its table shown"]
+async fn hostile_programs_in_warm_sandboxes_stay_inside_too() {
+    let ns = TestNamespace::new("hostile-warm").await;
+    let cases = cases();
+    let pools: Api<SandboxPool> = ns.api();
+    let mut waiting = Vec::new();
+    for language in [Language::Python, Language::Bash] {
+        let of_language: Vec<&Case> = cases.iter().filter(|c| c.spec.language == Some(language)).collect();
+        if of_language.is_empty() {
+            continue;
+        }
+        // Big enough for every case of the language, each in a pod of its own.
+        let memory = of_language.iter().map(|c| c.spec.memory()).max_by_key(|m| memory_mib(m)).unwrap_or("256Mi");
+        let spec = SandboxPoolSpec {
+            size: of_language.len() as u32,
+            language: Some(language),
+            limits: PoolLimits { memory: Some(memory.to_owned()), cpu: None },
+            ..Default::default()
+        };
+        let name = language.as_str();
+        pools.create(&PostParams::default(), &SandboxPool::new(name, spec)).await.unwrap();
+        waiting.push((name, of_language.len() as u32));
+    }
+    for (name, size) in waiting {
+        wait_pool_ready(&pools, name, size).await;
+    }
+    hostile_suite(&ns, StartMode::Warm).await;
+}
+
+async fn wait_pool_ready(pools: &Api<SandboxPool>, name: &str, size: u32) {
+    let started = std::time::Instant::now();
+    loop {
+        let ready = pools.get(name).await.ok().and_then(|p| p.status).map_or(0, |s| s.ready);
+        if ready >= size {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 300, "pool {name}: {ready} of {size} ready after 300 s");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn memory_mib(quantity: &str) -> u64 {
+    let (number, unit) = quantity.split_at(quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len()));
+    let n: u64 = number.parse().unwrap_or(0);
+    match unit {
+        "Gi" => n * 1024,
+        _ => n,
+    }
+}
+
+async fn hostile_suite(ns: &TestNamespace, mode: StartMode) {
     let api = ns.executions();
     let rss_before = sandrun_rss_mib("operator", "sandrun-operator");
     let cases = cases();
@@ -496,10 +557,16 @@ async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
         let done = ns.wait_finished(&format!("case-{i}")).await;
         let status = status_of(&done);
         let size = serde_json::to_vec(&done).map(|v| v.len()).unwrap_or(0);
-        let verdict = (case.check)(&status).and_then(|()| {
-            // Every result has to fit one etcd object.
-            (size < 1_500_000).then_some(()).ok_or(format!("Execution is {size} bytes"))
-        });
+        let verdict = (case.check)(&status)
+            .and_then(|()| {
+                // Every result has to fit one etcd object.
+                (size < 1_500_000).then_some(()).ok_or(format!("Execution is {size} bytes"))
+            })
+            .and_then(|()| {
+                (status.start_mode == Some(mode))
+                    .then_some(())
+                    .ok_or(format!("started {:?}, not {mode:?}", status.start_mode))
+            });
         let observed = format!(
             "{:?}/{} exit={} {}ms {}B",
             status.phase,
@@ -521,7 +588,7 @@ async fn hostile_programs_stay_inside_and_leave_the_cluster_healthy() {
     }
     print_table(&["case", "tried", "expected", "observed", "result"], &rows);
 
-    let healthy = cluster_still_healthy(&ns).await;
+    let healthy = cluster_still_healthy(ns).await;
     println!("after the suite: {healthy}");
     let rss_after = sandrun_rss_mib("operator", "sandrun-operator");
     println!("operator replicas' resident memory: {rss_before:?} MiB before, {rss_after:?} MiB after");
