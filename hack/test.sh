@@ -52,10 +52,11 @@ fi
 say "gateway fuzzing (schemathesis against its OpenAPI document)"
 hack/fuzz-gateway.sh
 
-# The security and fault suites run alone, each printing its table: the
-# first fills the node with hostile programs, the second kills sandrun's
-# pods and the API server.
-for suite in hostile faults; do
+# The security, warm-sandbox and fault suites run alone, each printing its
+# table: the first fills the node with hostile programs (cold and warm), the
+# second fills it with warm pools, the third kills sandrun's pods and the
+# API server.
+for suite in hostile warm faults; do
   say "$suite suite"
   if ! cargo test --locked -p sandrun-e2e --test "$suite" -- --ignored --nocapture; then
     logs_on_failure
