@@ -3,8 +3,9 @@
 //! and acts: the namespace's deny-all policy before any pod, then Jobs made
 //! or deleted, then the pool's status.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -38,7 +39,13 @@ pub struct PoolContext {
     pub config: OperatorConfig,
     jobs: Store<JobView>,
     pods: Store<PodView>,
+    /// When each pod claimed without its Job being adopted was first seen so.
+    half_claimed: Mutex<HashMap<String, Instant>>,
 }
+
+/// A binding writes the pod's claim and then its Job within milliseconds;
+/// a pod left claimed with the pool's Job this long was abandoned.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs the pool controller on `pools` (already reflected into `store`)
 /// until `shutdown`.
@@ -61,7 +68,7 @@ pub async fn run(
         .default_backoff()
         .reflect(pods_writer)
         .touched_objects();
-    let ctx = Arc::new(PoolContext { client, config, jobs, pods });
+    let ctx = Arc::new(PoolContext { client, config, jobs, pods, half_claimed: Mutex::default() });
     Controller::for_stream(pools, store)
         .watches_stream(job_events, |job: JobView| pool_of(&job.metadata))
         .watches_stream(pod_events, |pod: PodView| pool_of(&pod.metadata))
@@ -153,7 +160,7 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
             .await
             .map_err(|source| Error::WriteStatus { name: pool.name_any(), source })?;
     }
-    let starting = next.create > 0 || next.status.starting > 0;
+    let starting = next.create > 0 || next.status.starting > 0 || next.status.in_use > 0;
     Ok(Action::requeue(if starting { STARTING_RESYNC } else { RESTING_RESYNC }))
 }
 
@@ -174,17 +181,30 @@ fn members(ctx: &PoolContext, namespace: &str, pool: &str) -> Vec<Member> {
             let finished = job.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
                 conditions.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
             });
+            let job_claimed = job.labels().contains_key(CLAIMED_BY_KEY);
+            let pod_claimed = pod.is_some_and(|pod| pod.labels().contains_key(CLAIMED_BY_KEY));
             Member {
                 job_name: job.name_any(),
-                job_uid: uid,
                 profile: job.labels().get(PROFILE_KEY).cloned().unwrap_or_default(),
-                claimed: job.labels().contains_key(CLAIMED_BY_KEY)
-                    || pod.is_some_and(|pod| pod.labels().contains_key(CLAIMED_BY_KEY)),
+                claimed: job_claimed || pod_claimed,
+                abandoned: half_claimed_too_long(ctx, &uid, pod_claimed && !job_claimed),
+                job_uid: uid,
                 finished,
                 pod: pod.map_or(PodState::Starting, |pod| pod_state(pod)),
             }
         })
         .collect()
+}
+
+/// Whether the Job has been half claimed (pod claimed, Job not adopted)
+/// for longer than a binding can take, remembering since when.
+fn half_claimed_too_long(ctx: &PoolContext, job_uid: &str, half_claimed: bool) -> bool {
+    let Ok(mut seen) = ctx.half_claimed.lock() else { return false };
+    if !half_claimed {
+        seen.remove(job_uid);
+        return false;
+    }
+    seen.entry(job_uid.to_owned()).or_insert_with(Instant::now).elapsed() > ABANDONED_AFTER
 }
 
 fn pod_state(pod: &PodView) -> PodState {

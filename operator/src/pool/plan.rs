@@ -11,6 +11,10 @@ pub struct Member {
     pub profile: String,
     /// A run claimed it: from then on it is the run's, not the pool's.
     pub claimed: bool,
+    /// Its pod was claimed but its Job never made the run's, for longer
+    /// than a binding takes: the binding died half-way (an operator
+    /// crash between the two writes). No program was ever delivered to it.
+    pub abandoned: bool,
     /// The Job completed or failed.
     pub finished: bool,
     pub pod: PodState,
@@ -42,6 +46,10 @@ pub fn plan(size: u32, digest: Result<&str, &str>, members: &[Member]) -> Plan {
     let mut plan = Plan::default();
     let mut healthy: Vec<&Member> = Vec::new();
     for member in members {
+        if member.claimed && member.abandoned {
+            plan.delete.push((member.job_name.clone(), member.job_uid.clone()));
+            continue;
+        }
         if member.claimed {
             plan.status.in_use += u32::from(!member.finished && member.pod != PodState::Ended);
             continue;
@@ -83,6 +91,7 @@ mod tests {
             job_uid: format!("{name}-uid"),
             profile: "p1".into(),
             claimed: false,
+            abandoned: false,
             finished: false,
             pod,
         }
@@ -117,6 +126,14 @@ mod tests {
                 (1, 0, 0),
             ),
             ("scaled to zero", 0, vec![member("a", Ready), claimed("b", Ready)], 0, vec!["a"], (0, 0, 1)),
+            (
+                "a claim abandoned half-way goes",
+                1,
+                vec![Member { abandoned: true, ..claimed("b", Ready) }],
+                1,
+                vec!["b"],
+                (0, 0, 0),
+            ),
         ];
         for (case, size, members, create, delete, (ready, starting, in_use)) in cases {
             let plan = plan(size, Ok("p1"), &members);
