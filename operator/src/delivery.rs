@@ -24,7 +24,7 @@ use sandrun_crds::Execution;
 use sandrun_runner::protocol::ACCEPTED_PREFIX;
 use sandrun_runner::{parse_frame, Delivery, RunResult};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::labels::RUN_CONTAINER;
@@ -97,7 +97,10 @@ impl Deliveries {
     }
 
     /// Starts delivering `delivery` to `pod`, unless this operator already
-    /// is; returns at once.
+    /// is; returns at once. The session is opened at once, but the program
+    /// is written only when `go` says so: the binding's last write may still
+    /// be in flight, and a session closed unwritten leaves the runner with
+    /// nothing (it ends, undelivered).
     pub fn start(
         &self,
         client: Client,
@@ -105,6 +108,7 @@ impl Deliveries {
         execution: ObjectRef<Execution>,
         pod: String,
         delivery: Delivery,
+        go: Option<oneshot::Receiver<()>>,
     ) {
         let uid = delivery.execution_uid.clone();
         if matches!(self.state(&uid), Some(State::InFlight)) {
@@ -117,8 +121,13 @@ impl Deliveries {
             let api: Api<Pod> = Api::namespaced(client, &namespace);
             let limit = Duration::from_millis(delivery.timeout_ms) + STREAM_GRACE;
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(limit, deliver(&api, &pod, &delivery, &metrics)).await {
-                Ok(outcome) => outcome,
+            let outcome = match tokio::time::timeout(limit, deliver(&api, &pod, &delivery, go, &metrics)).await {
+                Ok(Some(outcome)) => outcome,
+                Ok(None) => {
+                    // The binding failed and said so itself; nothing to report.
+                    this.forget(&uid);
+                    return;
+                }
                 Err(_) => Outcome::Lost(format!("no result on the stream within {} s", limit.as_secs())),
             };
             match &outcome {
@@ -135,21 +144,46 @@ impl Deliveries {
     }
 }
 
-async fn deliver(api: &Api<Pod>, pod: &str, delivery: &Delivery, metrics: &Metrics) -> Outcome {
+async fn deliver(
+    api: &Api<Pod>,
+    pod: &str,
+    delivery: &Delivery,
+    go: Option<oneshot::Receiver<()>>,
+    metrics: &Metrics,
+) -> Option<Outcome> {
     let started = Instant::now();
     let params = AttachParams::default().container(RUN_CONTAINER).stdin(true).stdout(true).stderr(false);
     let mut attached = match api.attach(pod, &params).await {
         Ok(attached) => attached,
-        Err(e) => return Outcome::NotSent(format!("attach to {pod}: {e}")),
+        Err(e) => return Some(Outcome::NotSent(format!("attach to {pod}: {e}"))),
     };
     let (Some(mut stdin), Some(stdout)) = (attached.stdin(), attached.stdout()) else {
-        return Outcome::NotSent("the attach session has no stdin or stdout".to_owned());
+        return Some(Outcome::NotSent("the attach session has no stdin or stdout".to_owned()));
     };
-    if let Err(e) = stdin.write_all(delivery.to_line().as_bytes()).await {
-        return Outcome::Lost(format!("writing the program: {e}"));
+    if let Some(go) = go {
+        if go.await.is_err() {
+            // The binding failed: nothing is written, and the runner, its
+            // stdin closed with the session, ends without running anything.
+            return None;
+        }
     }
-    if let Err(e) = stdin.flush().await {
-        return Outcome::Lost(format!("writing the program: {e}"));
+    Some(read_result(stdin_write(&mut stdin, delivery).await, stdout, started, metrics).await)
+}
+
+async fn stdin_write(stdin: &mut (impl AsyncWriteExt + Unpin), delivery: &Delivery) -> Result<(), String> {
+    stdin.write_all(delivery.to_line().as_bytes()).await.map_err(|e| format!("writing the program: {e}"))?;
+    stdin.flush().await.map_err(|e| format!("writing the program: {e}"))
+}
+
+/// Reads the runner's stdout until its frame.
+async fn read_result(
+    written: Result<(), String>,
+    stdout: impl tokio::io::AsyncRead + Unpin,
+    started: Instant,
+    metrics: &Metrics,
+) -> Outcome {
+    if let Err(why) = written {
+        return Outcome::Lost(why);
     }
     let mut lines = BufReader::new(stdout);
     let mut accepted = None;

@@ -50,7 +50,14 @@ pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: V
             Step::Deliver(delivery) => {
                 info!(pod = delivery.pod, "delivering the program to the run's warm pod again");
                 let target = ObjectRef::from_obj(execution);
-                ctx.deliveries.start(ctx.client.clone(), ctx.metrics.clone(), target, delivery.pod, delivery.program);
+                ctx.deliveries.start(
+                    ctx.client.clone(),
+                    ctx.metrics.clone(),
+                    target,
+                    delivery.pod,
+                    delivery.program,
+                    None,
+                );
             }
             Step::CreateChildren(children) => {
                 return create_children(ctx, execution, namespace, &children).await.map(Some)
@@ -141,26 +148,33 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
         }
     }
     let job = JobRecord { name: warm.pod.job_name.clone(), uid: Some(warm.pod.job_uid.clone()), ..Default::default() };
+    // The session opens while the binding's last writes are in flight; the
+    // program goes only once they have landed.
+    let (go, when_bound) = tokio::sync::oneshot::channel();
+    let target = ObjectRef::from_obj(execution);
+    ctx.deliveries.start(
+        ctx.client.clone(),
+        ctx.metrics.clone(),
+        target,
+        warm.pod.name.clone(),
+        delivery,
+        Some(when_bound),
+    );
     let adopted = adopt_job(ctx, execution, namespace, &job).await;
     let written = match adopted {
         Ok(()) => write_status(ctx, execution, namespace, &status).await,
         Err(error) => Err(error),
     };
     if let Err(error) = written {
+        drop(go);
         delete_job(ctx, namespace, &job).await?;
         ctx.deliveries.forget(&uid);
         return Err(error);
     }
+    let _ = go.send(());
     ctx.metrics.warm_bind_seconds.observe(started.elapsed().as_secs_f64());
     let note = format!("bound to warm pod {} of pool {}", warm.pod.name, warm.pool);
     publish(ctx, execution, Notice { type_: EventType::Normal, reason: "WarmStart".into(), note });
-    ctx.deliveries.start(
-        ctx.client.clone(),
-        ctx.metrics.clone(),
-        ObjectRef::from_obj(execution),
-        warm.pod.name,
-        delivery,
-    );
     Ok(Learned::Bound)
 }
 

@@ -88,7 +88,16 @@ fn harness_with_pool(
     let server = tokio::spawn(async move {
         let mut seen = Vec::new();
         for expected in script {
-            let (request, respond) = handle.next_request().await.expect("the operator sent no further request");
+            // A warm delivery's attach runs beside the binding's writes, in
+            // its own task: not part of the reconcile's ordered requests.
+            let (request, respond) = loop {
+                let (request, respond) = handle.next_request().await.expect("the operator sent no further request");
+                if !request.uri().path().ends_with("/attach") {
+                    break (request, respond);
+                }
+                let refused = Response::builder().status(503).body(Body::empty()).unwrap();
+                respond.send_response(refused);
+            };
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
