@@ -2,7 +2,7 @@
 # sandrun's benchmarks on the local cluster: each prints its figures beside a
 # baseline measured in the same run (bench/, docs/benchmarks.md).
 #   hack/bench.sh                      all four, as in docs/benchmarks.md
-#   hack/bench.sh overhead|reaction|throughput|fanout [ARGS...]   one of them
+#   hack/bench.sh overhead|reaction|throughput|fanout|delivery|warm [ARGS...]   one of them
 # Brings the cluster up with sandrun first (hack/up.sh), installs it with
 # charts/sandrun/ci/bench-values.yaml, and puts the usual install back after.
 set -euo pipefail
@@ -54,5 +54,7 @@ case ${1:-all} in
     ;;
   overhead) shift; overhead "$@" ;;
   reaction | throughput | fanout) "$bench" "$@" ;;
-  *) die "usage: hack/bench.sh [overhead|reaction|throughput|fanout [ARGS...]]" ;;
+  delivery) shift; "$bench" delivery "$@" ;;
+  warm) shift; "$bench" warm "$@" ;;
+  *) die "usage: hack/bench.sh [overhead|reaction|throughput|fanout|delivery|warm [ARGS...]]" ;;
 esac

@@ -2,6 +2,7 @@
 //! and prints its figures beside a baseline measured in the same run, so a
 //! slow machine or a busy moment moves both columns alike.
 
+pub mod delivery;
 mod error;
 pub mod fanout;
 pub mod overhead;
@@ -9,6 +10,7 @@ pub mod process;
 pub mod reaction;
 pub mod stats;
 pub mod throughput;
+pub mod warm;
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,10 @@ pub enum Command {
     Throughput(throughput::Options),
     /// One status change pushed to many WebSocket clients of one gateway.
     Fanout(fanout::Options),
+    /// Ways to hand a program to a warm sandbox pod through the kubelet.
+    Delivery(delivery::Options),
+    /// Hello world through a SandboxPool's warm pod against a cold start.
+    Warm(warm::Options),
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -50,6 +56,8 @@ pub async fn run(args: Args) -> Result<()> {
         Command::Reaction(options) => reaction::run(&client, &options).await,
         Command::Throughput(options) => throughput::run(&client, &options).await,
         Command::Fanout(options) => fanout::run(&client, &options).await,
+        Command::Delivery(options) => delivery::run(&client, &options).await,
+        Command::Warm(options) => warm::run(&client, &options).await,
     }
 }
 
