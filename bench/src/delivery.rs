@@ -144,8 +144,12 @@ pub async fn run(client: &Client, options: &Options) -> Result<()> {
     let namespace = format!("bench-delivery-{}", run_id());
     create_namespace(client, &namespace).await?;
     let mut findings = Findings::default();
+    let work = async {
+        lock_down(client, &namespace).await?;
+        measure(client, &namespace, options, &mut findings).await
+    };
     let outcome = tokio::select! {
-        outcome = measure(client, &namespace, options, &mut findings) => outcome,
+        outcome = work => outcome,
         signal = tokio::signal::ctrl_c() => signal.map_err(Error::from).and(Err(bench_error("interrupted"))),
     };
     findings.note(format!(
@@ -662,8 +666,7 @@ async fn start_pod(pods: &Api<Pod>, pod: &Pod) -> Result<Duration> {
     Ok(took)
 }
 
-/// Restricted Pod Security and a deny-all NetworkPolicy, as sandrun's run
-/// namespaces; returns once pods can be created (its ServiceAccount exists).
+/// Restricted Pod Security, as sandrun's run namespaces.
 async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let namespace: Namespace = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -675,6 +678,12 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     }))
     .map_err(|e| bench_error(e.to_string()))?;
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
+    Ok(())
+}
+
+/// The deny-all policy; returns once pods can be created (the namespace's
+/// ServiceAccount exists).
+async fn lock_down(client: &Client, name: &str) -> Result<()> {
     let policy: NetworkPolicy = serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
