@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::labels::{MANAGED_BY, MANAGED_BY_KEY, ROLE_EXECUTION, ROLE_KEY};
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::store::records::{execution_of, slim_execution, strip_bookkeeping};
-use crate::store::{triggers, JobView, PodView, Writers};
+use crate::store::{claimable, triggers, JobView, PodView, Writers};
 
 pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -71,7 +71,8 @@ pub async fn run(
         .default_backoff()
         .modify(|pod| strip_bookkeeping(&mut pod.metadata))
         .inspect(ctx.stores.pods.feeder())
-        .inspect(ctx.stores.warm.feeder());
+        .inspect(ctx.stores.warm.feeder())
+        .inspect(open_sessions_ahead(&ctx));
     // One per namespace, so the operator applies it only when missing or changed.
     let policies = watcher(api::<NetworkPolicy>(&client, ns), managed)
         .default_backoff()
@@ -125,6 +126,25 @@ pub async fn run(
     }
     let _ = stop_pools.send(());
     pool_controller.await;
+}
+
+/// Opens a session ahead to each warm pod as its runner starts waiting,
+/// and lets a gone pod's session go.
+fn open_sessions_ahead(ctx: &Context) -> impl Fn(&Result<watcher::Event<PodView>, watcher::Error>) {
+    let (client, sessions) = (ctx.client.clone(), ctx.deliveries.sessions.clone());
+    move |event| match event {
+        Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+            if let (Some(namespace), Some(_)) = (pod.namespace(), claimable(pod)) {
+                sessions.prepare(&client, &namespace, &pod.name_any());
+            }
+        }
+        Ok(watcher::Event::Delete(pod)) => {
+            if let Some(namespace) = pod.namespace() {
+                sessions.drop_pod(&namespace, &pod.name_any());
+            }
+        }
+        _ => {}
+    }
 }
 
 fn tokio_stream_of<T: Send + 'static>(

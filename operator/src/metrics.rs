@@ -45,7 +45,8 @@ pub struct Metrics {
     pub warm_fallbacks: Counter,
     /// Claim of the pod, its Job and the Execution's status, for one run.
     pub warm_bind_seconds: Histogram,
-    /// Attach until the runner accepted the program.
+    /// The program written until the runner accepted it (attach included
+    /// when no session was open ahead).
     pub warm_delivery_seconds: Histogram,
     /// The whole stream: attach until the frame (the program's run included).
     pub warm_stream_seconds: Histogram,
@@ -84,7 +85,7 @@ impl Metrics {
         r.register("warm_bind_duration_seconds", "Claiming a warm pod for a run", m.warm_bind_seconds.clone());
         r.register(
             "warm_delivery_duration_seconds",
-            "Attach until the runner accepted",
+            "Program written (or attach) until the runner accepted",
             m.warm_delivery_seconds.clone(),
         );
         r.register("warm_stream_duration_seconds", "Attach until the result", m.warm_stream_seconds.clone());

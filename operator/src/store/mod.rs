@@ -22,7 +22,7 @@ pub use names::NameSet;
 pub use pods::Pods;
 pub use records::{JobRecord, JobView, PodRecord, PodView};
 pub use relist::{triggers, Listed};
-pub use warm::{WarmPod, WarmPods};
+pub use warm::{claimable, WarmPod, WarmPods};
 
 /// A watch that never lists (a missing RBAC verb) shows up here.
 #[derive(Debug, thiserror::Error)]

@@ -33,7 +33,7 @@ fn key_of(pod: &PodView) -> Option<Key> {
 }
 
 /// The pod as a claimable warm pod, if it is one.
-fn claimable(pod: &PodView) -> Option<WarmPod> {
+pub fn claimable(pod: &PodView) -> Option<WarmPod> {
     let labels = pod.labels();
     if labels.contains_key(CLAIMED_BY_KEY) || pod.metadata.deletion_timestamp.is_some() {
         return None;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, AttachParams};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::Client;
 use sandrun_crds::Execution;
@@ -27,8 +27,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::labels::RUN_CONTAINER;
 use crate::metrics::Metrics;
+
+mod sessions;
+use sessions::Session;
+pub use sessions::Sessions;
 
 /// Past the program's own timeout, how long the stream may stay open: the
 /// runner reports within about a second of its deadline.
@@ -64,12 +67,14 @@ pub enum State {
 pub struct Deliveries {
     states: Arc<Mutex<HashMap<String, State>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<Execution>>,
+    /// Sessions opened ahead to waiting warm pods.
+    pub sessions: Sessions,
 }
 
 impl Deliveries {
     pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<Execution>>) {
         let (trigger, triggered) = mpsc::unbounded_channel();
-        (Self { states: Arc::default(), trigger }, triggered)
+        (Self { states: Arc::default(), trigger, sessions: Sessions::default() }, triggered)
     }
 
     pub fn state(&self, uid: &str) -> Option<State> {
@@ -121,7 +126,9 @@ impl Deliveries {
             let api: Api<Pod> = Api::namespaced(client, &namespace);
             let limit = Duration::from_millis(delivery.timeout_ms) + STREAM_GRACE;
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(limit, deliver(&api, &pod, &delivery, go, &metrics)).await {
+            let ahead = this.sessions.take(&namespace, &pod);
+            let delivered = deliver(&api, &pod, ahead, &delivery, go, &metrics);
+            let outcome = match tokio::time::timeout(limit, delivered).await {
                 Ok(Some(outcome)) => outcome,
                 Ok(None) => {
                     // The binding failed and said so itself; nothing to report.
@@ -147,19 +154,19 @@ impl Deliveries {
 async fn deliver(
     api: &Api<Pod>,
     pod: &str,
+    ahead: Option<Session>,
     delivery: &Delivery,
     go: Option<oneshot::Receiver<()>>,
     metrics: &Metrics,
 ) -> Option<Outcome> {
-    let started = Instant::now();
-    let params = AttachParams::default().container(RUN_CONTAINER).stdin(true).stdout(true).stderr(false);
-    let mut attached = match api.attach(pod, &params).await {
-        Ok(attached) => attached,
-        Err(e) => return Some(Outcome::NotSent(format!("attach to {pod}: {e}"))),
+    let session = match ahead {
+        Some(session) => session,
+        None => match sessions::open(api, pod).await {
+            Ok(session) => session,
+            Err(why) => return Some(Outcome::NotSent(why)),
+        },
     };
-    let (Some(mut stdin), Some(stdout)) = (attached.stdin(), attached.stdout()) else {
-        return Some(Outcome::NotSent("the attach session has no stdin or stdout".to_owned()));
-    };
+    let Session { mut stdin, stdout, .. } = session;
     if let Some(go) = go {
         if go.await.is_err() {
             // The binding failed: nothing is written, and the runner, its
@@ -167,6 +174,7 @@ async fn deliver(
             return None;
         }
     }
+    let started = Instant::now();
     Some(read_result(stdin_write(&mut stdin, delivery).await, stdout, started, metrics).await)
 }
 
