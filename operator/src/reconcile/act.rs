@@ -76,6 +76,9 @@ pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: V
             Step::CountFinished(labels) => {
                 ctx.metrics.finished.get_or_create(&labels).inc();
             }
+            Step::CountWarmFallback => {
+                ctx.metrics.warm_fallbacks.inc();
+            }
         }
     }
     Ok(None)

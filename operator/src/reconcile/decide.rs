@@ -117,6 +117,8 @@ pub enum Step {
     DeleteExecution,
     Publish(Notice),
     CountFinished(PhaseLabels),
+    /// A warm run sent back to a cold start.
+    CountWarmFallback,
 }
 
 /// A program and the warm pod it goes to.
@@ -383,6 +385,7 @@ fn start_cold(facts: &Facts, job: Option<&JobRecord>, why: &str) -> Decision {
         reason: "WarmStartFailed".into(),
         note: format!("starting cold: {why}"),
     }));
+    steps.push(Step::CountWarmFallback);
     Decision::done(steps, Action::await_change())
 }
 

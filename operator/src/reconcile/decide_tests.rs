@@ -163,6 +163,7 @@ fn show(step: &Step) -> String {
         Step::CountFinished(labels) => format!("count {}/{}", labels.phase, labels.reason),
         Step::Bind(bind) => format!("bind {} of {}", bind.warm.pod.name, bind.warm.pool),
         Step::Deliver(delivery) => format!("deliver to {}", delivery.pod),
+        Step::CountWarmFallback => "count warm fallback".into(),
     }
 }
 
@@ -521,7 +522,12 @@ fn table_of_decisions() {
                 f.pod = running_since(600);
                 f.delivery = Some(delivery::State::Done(delivery::Outcome::NotSent("pod gone".into())));
             },
-            &["delete job sandrun-hello uid=job-1", "status Pending/WarmStartFailed", "event Warning WarmStartFailed"],
+            &[
+                "delete job sandrun-hello uid=job-1",
+                "status Pending/WarmStartFailed",
+                "event Warning WarmStartFailed",
+                "count warm fallback",
+            ],
             await_change.clone(),
         ),
         (
@@ -532,7 +538,12 @@ fn table_of_decisions() {
                 f.pod = undelivered_pod();
                 f.delivery = Some(delivery::State::Done(delivery::Outcome::Lost("stream ended".into())));
             },
-            &["delete job sandrun-hello uid=job-1", "status Pending/WarmStartFailed", "event Warning WarmStartFailed"],
+            &[
+                "delete job sandrun-hello uid=job-1",
+                "status Pending/WarmStartFailed",
+                "event Warning WarmStartFailed",
+                "count warm fallback",
+            ],
             await_change.clone(),
         ),
         (
