@@ -76,6 +76,7 @@ pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: V
             Step::CountFinished(labels) => {
                 ctx.metrics.finished.get_or_create(&labels).inc();
             }
+            Step::AdoptJob(job) => adopt_job(ctx, execution, namespace, &job).await?,
             Step::CountWarmFallback => {
                 ctx.metrics.warm_fallbacks.inc();
             }
@@ -120,8 +121,8 @@ async fn create_children(
     }
 }
 
-/// Claims the warm pod for this run, makes its Job the run's, records the
-/// binding in the status, and starts the delivery. Each write is a
+/// Claims the warm pod for this run, records the binding in the status,
+/// starts the delivery, then makes the pod's Job the run's. Each write is a
 /// compare-and-swap the API server enforces: the pod's on the version the
 /// index saw (one run per pod), the status on the version this reconcile
 /// read (one pod per run, also with two leaders for a moment). Past the
@@ -151,8 +152,8 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
         }
     }
     let job = JobRecord { name: warm.pod.job_name.clone(), uid: Some(warm.pod.job_uid.clone()), ..Default::default() };
-    // The session opens while the binding's last writes are in flight; the
-    // program goes only once they have landed.
+    // The session opens while the binding's status write is in flight; the
+    // program goes only once it has landed.
     let (go, when_bound) = tokio::sync::oneshot::channel();
     let target = ObjectRef::from_obj(execution);
     ctx.deliveries.start(
@@ -163,12 +164,7 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
         delivery,
         Some(when_bound),
     );
-    let adopted = adopt_job(ctx, execution, namespace, &job).await;
-    let written = match adopted {
-        Ok(()) => write_status(ctx, execution, namespace, &status).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = written {
+    if let Err(error) = write_status(ctx, execution, namespace, &status).await {
         drop(go);
         delete_job(ctx, namespace, &job).await?;
         ctx.deliveries.forget(&uid);
@@ -178,6 +174,11 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
     ctx.metrics.warm_bind_seconds.observe(started.elapsed().as_secs_f64());
     let note = format!("bound to warm pod {} of pool {}", warm.pod.name, warm.pool);
     publish(ctx, execution, Notice { type_: EventType::Normal, reason: "WarmStart".into(), note });
+    // Off the critical path: the status already names this Job as the
+    // run's, and a later reconcile adopts it if this does not.
+    if let Err(error) = adopt_job(ctx, execution, namespace, &job).await {
+        warn!(%error, "adopting the warm Job; a later reconcile will");
+    }
     Ok(Learned::Bound)
 }
 

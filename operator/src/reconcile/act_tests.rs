@@ -627,12 +627,12 @@ fn python_pool() -> (SandboxPool, Vec<PodView>) {
 }
 
 #[tokio::test]
-async fn a_run_that_fits_a_pool_claims_its_pod_on_its_version_then_adopts_the_job_then_writes_status() {
+async fn a_run_that_fits_a_pool_claims_its_pod_on_its_version_then_writes_status_then_adopts_the_job() {
     let e = execution(|_| {});
     let script = vec![
         expect("PATCH", WARM_POD, 200, None),
-        expect("PATCH", WARM_JOB, 200, None),
         expect("PATCH", format!("{EXECUTION}/status"), 200, as_json(&e)),
+        expect("PATCH", WARM_JOB, 200, None),
     ];
     let h = harness_with_pool(script, vec![], None, Some(python_pool()));
     h.reconcile(e).await.unwrap();
@@ -640,9 +640,9 @@ async fn a_run_that_fits_a_pool_claims_its_pod_on_its_version_then_adopts_the_jo
     let claim = &seen[0].body["metadata"];
     assert_eq!(claim["resourceVersion"], "7", "the claim is a compare-and-swap on the version seen");
     assert_eq!(claim["labels"]["sandrun.dev/claimed-by"], "uid-1");
-    let adopted = &seen[1].body["metadata"];
+    let adopted = &seen[2].body["metadata"];
     assert_eq!(adopted["ownerReferences"][0]["uid"], "uid-1", "the run owns its Job from now on");
-    let status = &seen[2].body;
+    let status = &seen[1].body;
     assert_eq!(status["metadata"]["resourceVersion"], "41", "bound on the version read: one pod per run");
     assert_eq!(status["status"]["startMode"], "Warm");
     assert_eq!(status["status"]["podName"], "sandrun-warm-py-abc-x1");
@@ -671,12 +671,11 @@ async fn a_status_that_cannot_be_written_gives_the_claimed_job_up() {
     let e = execution(|_| {});
     let script = vec![
         expect("PATCH", WARM_POD, 200, None),
-        expect("PATCH", WARM_JOB, 200, None),
         expect("PATCH", format!("{EXECUTION}/status"), 409, api_error(409, "Conflict", "the object has been modified")),
         expect("DELETE", WARM_JOB, 200, deleted()),
     ];
     let h = harness_with_pool(script, vec![], None, Some(python_pool()));
     assert!(h.reconcile(e).await.is_err(), "another reconcile bound it: this one fails and looks again");
     let (seen, _) = h.seen().await;
-    assert_eq!(seen[3].body["preconditions"]["uid"], "job-9", "only the Job claimed, never a successor");
+    assert_eq!(seen[2].body["preconditions"]["uid"], "job-9", "only the Job claimed, never a successor");
 }

@@ -119,6 +119,8 @@ pub enum Step {
     CountFinished(PhaseLabels),
     /// A warm run sent back to a cold start.
     CountWarmFallback,
+    /// Make a bound warm pod's Job the run's: its labels and owner.
+    AdoptJob(JobRecord),
 }
 
 /// A program and the warm pod it goes to.
@@ -262,13 +264,18 @@ pub fn decide(facts: &Facts, config: &OperatorConfig) -> Decision {
         }
         return create_children(facts, &program, config);
     }
+    let mut steps = Vec::new();
     if previous.start_mode == Some(StartMode::Warm) {
-        if let Some(decision) = warm_run(facts, &program, job, &previous) {
+        // The binding adopts its Job after the program is on its way; a
+        // reconcile finishes what an interrupted one did not.
+        let unadopted = job.filter(|job| !adopted(job, execution));
+        steps.extend(unadopted.map(|job| Step::AdoptJob(job.clone())));
+        if let Some(mut decision) = warm_run(facts, &program, job, &previous) {
+            decision.steps.splice(0..0, steps);
             return decision;
         }
     }
 
-    let mut steps = Vec::new();
     if facts.inputs_missing {
         let config_map = objects::config_map(execution, &facts.namespace);
         let note = format!("re-created ConfigMap {}", config_map.name_any());
@@ -319,8 +326,22 @@ pub fn is_ours(slot: &JobSlot, execution: &Execution) -> bool {
     matches!(slot, JobSlot::Held(job) if owned_by(job, execution))
 }
 
+/// The Execution owns the Job, or the Job is the warm pod's its status was
+/// bound to (written only by this operator's binding, on the Execution's
+/// version) and not yet adopted.
 pub fn owned_by(job: &JobRecord, execution: &Execution) -> bool {
+    adopted(job, execution) || bound_warm_job(job, execution)
+}
+
+fn adopted(job: &JobRecord, execution: &Execution) -> bool {
     execution.uid().is_some_and(|uid| job.owner_uids.contains(&uid))
+}
+
+fn bound_warm_job(job: &JobRecord, execution: &Execution) -> bool {
+    execution
+        .status
+        .as_ref()
+        .is_some_and(|s| s.start_mode == Some(StartMode::Warm) && s.job_name.as_deref() == Some(job.name.as_str()))
 }
 
 fn create_children(facts: &Facts, program: &validate::Program, config: &OperatorConfig) -> Decision {

@@ -164,6 +164,7 @@ fn show(step: &Step) -> String {
         Step::Bind(bind) => format!("bind {} of {}", bind.warm.pod.name, bind.warm.pool),
         Step::Deliver(delivery) => format!("deliver to {}", delivery.pod),
         Step::CountWarmFallback => "count warm fallback".into(),
+        Step::AdoptJob(job) => format!("adopt job {}", job.name),
     }
 }
 
@@ -555,6 +556,17 @@ fn table_of_decisions() {
             },
             &["deliver to sandrun-hello-x1"],
             done(Action::requeue(Duration::from_secs(300))),
+        ),
+        (
+            "warm run whose Job was not adopted yet: adopt it, and nothing else",
+            |e| e.status = warm_status(),
+            |f| {
+                f.job = job("pool-uid");
+                f.pod = running_since(600);
+                f.delivery = Some(delivery::State::InFlight);
+            },
+            &["adopt job sandrun-hello"],
+            done(Action::requeue(Duration::from_secs(10 + 120 - 1))),
         ),
         (
             "warm run in flight: nothing to write, back when overdue from the bind (not the pod's start)",
