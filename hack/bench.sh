@@ -51,6 +51,8 @@ case ${1:-all} in
     "$bench" reaction
     "$bench" throughput
     "$bench" fanout --rounds 1
+    "$bench" delivery
+    "$bench" warm
     ;;
   overhead) shift; overhead "$@" ;;
   reaction | throughput | fanout) "$bench" "$@" ;;
