@@ -121,8 +121,10 @@ async fn uninstall_leaves_nothing() {
     // (the CRD went with it), and in its namespace only what was made outside it.
     let pods = kubectl(&["get", "pods", "-A", "-l", "app.kubernetes.io/instance=sandrun", "-o", "name"]);
     assert!(pods.is_empty(), "pods of the release left: {pods}");
-    let crd = kubectl(&["get", "crd", "executions.sandrun.dev", "--ignore-not-found", "-o", "name"]);
-    assert!(crd.is_empty(), "the CRD is left although the local values say crds.keep=false");
+    for name in ["executions.sandrun.dev", "sandboxpools.sandrun.dev"] {
+        let crd = kubectl(&["get", "crd", name, "--ignore-not-found", "-o", "name"]);
+        assert!(crd.is_empty(), "the CRD {name} is left although the local values say crds.keep=false");
+    }
     let remaining = kubectl(&[
         "get",
         "all,configmaps,secrets,serviceaccounts,roles,rolebindings,leases,networkpolicies,poddisruptionbudgets",
