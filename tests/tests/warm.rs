@@ -26,6 +26,7 @@ use sandrun_crds::{
     EnvVar, Execution, ExecutionSpec, ExecutionStatus, Limits, Phase, PoolLimits, SandboxPool, SandboxPoolSpec,
     SandboxPoolStatus, SourceFile, StartMode,
 };
+use sandrun_e2e::faults::{kill_leader, new_leader};
 use sandrun_e2e::{kubectl, print_table, python, status_of, with_limits, TestNamespace};
 
 /// Each warm pod takes about 2–10 s to start on a two-core machine, and a
@@ -33,6 +34,11 @@ use sandrun_e2e::{kubectl, print_table, python, status_of, with_limits, TestName
 const POOL_READY_WITHIN: Duration = Duration::from_secs(120);
 /// A used pod ends with its run; its replacement starts like any warm pod.
 const REFILL_WITHIN: Duration = Duration::from_secs(90);
+/// After a failover every pod of a pool may have to be replaced at once,
+/// next to the cold starts of the runs that fell back.
+const REFILL_AFTER_FAILOVER_WITHIN: Duration = Duration::from_secs(180);
+/// A SIGKILLed leader's lease has to expire before another takes it.
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(500);
 const POOL_LABEL: &str = "sandrun.dev/pool";
 const CLAIMED_BY_LABEL: &str = "sandrun.dev/claimed-by";
@@ -50,6 +56,9 @@ async fn warm_runs_match_cold_ones_and_pools_keep_their_size() {
         ("empty pool falls back cold", Box::pin(an_empty_pool_starts_runs_cold())),
         ("pool pod deleted by hand", Box::pin(a_pool_pod_deleted_by_hand_is_replaced())),
         ("run that does not fit", Box::pin(a_run_that_does_not_fit_starts_cold())),
+        // Last: it kills the operator's leader, and the others need not see
+        // the failover.
+        ("leader SIGKILLed during a burst", Box::pin(a_leader_killed_during_a_burst_loses_no_run())),
     ];
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -333,11 +342,7 @@ async fn ran_once(ns: &TestNamespace, claims: &Claims, done: &Execution) -> Resu
     let (job, pod) = (s.job_name.clone().unwrap_or_default(), s.pod_name.clone().unwrap_or_default());
     let want_claimed: BTreeSet<String> =
         if s.start_mode == Some(StartMode::Warm) { BTreeSet::from([pod.clone()]) } else { BTreeSet::new() };
-    let fell_back = s.start_mode == Some(StartMode::Cold) && {
-        let events = ns.api::<k8s_openapi::api::core::v1::Event>();
-        let selector = format!("involvedObject.name={name},reason=WarmStartFailed");
-        !events.list(&ListParams::default().fields(&selector)).await.expect("list Events").items.is_empty()
-    };
+    let fell_back = s.start_mode == Some(StartMode::Cold) && warm_start_failed(ns, &name).await;
     let mut wrong = Vec::new();
     if claimed != want_claimed && !(fell_back && claimed.len() == 1) {
         wrong.push(format!("warm pods claimed for it {claimed:?}, wanted {want_claimed:?}"));
@@ -353,6 +358,14 @@ async fn ran_once(ns: &TestNamespace, claims: &Claims, done: &Execution) -> Resu
     } else {
         Err(format!("{name} ({}) did not run exactly once: {}", mode(&s), wrong.join("; ")))
     }
+}
+
+/// The operator said the program never reached the run's warm pod and
+/// started it cold (a `WarmStartFailed` Event about it).
+async fn warm_start_failed(ns: &TestNamespace, name: &str) -> bool {
+    let events = ns.api::<k8s_openapi::api::core::v1::Event>();
+    let selector = format!("involvedObject.name={name},reason=WarmStartFailed");
+    !events.list(&ListParams::default().fields(&selector)).await.expect("list Events").items.is_empty()
 }
 
 /// What a run came to, field by field, whichever way it started.
@@ -796,4 +809,134 @@ async fn a_run_that_does_not_fit_starts_cold() -> String {
         "too big: {big:?}\nfits: {fits:?}"
     );
     "pool 128Mi: a 256Mi run Cold, a 128Mi run Warm, both correct".to_owned()
+}
+
+/// Waits until at least `some` of the namespace's Executions have started
+/// (Running, or already finished); returns how many had, of how many.
+async fn some_started(ns: &TestNamespace, some: usize) -> (usize, usize) {
+    let started = Instant::now();
+    loop {
+        let listed = ns.executions().list(&ListParams::default()).await.expect("list Executions").items;
+        let phases = listed.iter().filter_map(|e| e.status.as_ref().map(|s| s.phase));
+        let running = phases.filter(|p| *p == Phase::Running || p.is_terminal()).count();
+        if running >= some {
+            return (running, listed.len());
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "fewer than {some} runs started within 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Case 7: ten runs start at once in a pool of ten, and the operator's
+/// leader is SIGKILLed as soon as a few are Running: some have their
+/// program, some are bound without it, some not bound yet. Every run still
+/// succeeds with its own output, exactly once: a run whose program was
+/// written finishes in its pod, one whose program was not falls back cold
+/// once. The pool then refills with pods the dead leader never held, and a
+/// new run starts warm.
+async fn a_leader_killed_during_a_burst_loses_no_run() -> String {
+    const RUNS: usize = 10;
+    const KILL_AFTER_STARTED: usize = 3;
+    let ns = PoolNamespace::new("warm-failover").await;
+    create_pool(&ns, "python", python_pool(RUNS as u32, "256Mi")).await;
+    wait_pool_full(&ns, "python", POOL_READY_WITHIN).await;
+    let before = waiting_pods(&ns, "python").await;
+    let claims = Claims::watch(&ns).await;
+    let names: Vec<String> = (0..RUNS).map(|i| format!("burst-{i}")).collect();
+    let api = ns.executions();
+    let mut created = Vec::new();
+    for name in &names {
+        // Its own name first, then long enough that some are mid-run when
+        // the leader dies.
+        let code = format!("import time\nprint({name:?}, flush=True)\ntime.sleep(2)\n");
+        api.create(&PostParams::default(), &Execution::new(name, python(&code)))
+            .await
+            .unwrap_or_else(|e| panic!("create Execution {name}: {e}"));
+        created.push((name.as_str(), Instant::now()));
+    }
+    let (started_at_kill, of) = some_started(&ns, KILL_AFTER_STARTED).await;
+    let leader = kill_leader(&ns.client).await;
+    let killed = Instant::now();
+    println!("failover: SIGKILLed leader {leader} with {started_at_kill} of {of} runs started");
+    let ((new, takeover), done) = tokio::join!(
+        new_leader(&ns.client, &leader, TAKEOVER_WITHIN),
+        join_all(created.iter().map(|(name, at)| {
+            let ns = &ns;
+            async move { (ns.wait_finished(name).await, at.elapsed(), killed.elapsed()) }
+        }))
+    );
+    println!("failover: {new} took the lease {:.1} s after the kill", takeover.as_secs_f64());
+
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    let (mut warm, mut cold, mut fell_back) = (0, 0, 0);
+    for (name, (execution, took, after_kill)) in names.iter().zip(&done) {
+        let s = status_of(execution);
+        let failed_warm = warm_start_failed(&ns, name).await;
+        match s.start_mode {
+            Some(StartMode::Warm) => warm += 1,
+            Some(StartMode::Cold) => cold += 1,
+            None => {}
+        }
+        fell_back += usize::from(failed_warm);
+        let want = format!("{name}\n");
+        if (s.phase, s.stdout.as_deref()) != (Phase::Succeeded, Some(want.as_str())) {
+            problems.push(format!("{name}: wanted Succeeded with {want:?}, got {:?}", Outcome::of(&s)));
+        }
+        let once = ran_once(&ns, &claims, execution).await;
+        rows.push(vec![
+            name.clone(),
+            mode(&s),
+            Outcome::of(&s).short(),
+            if failed_warm { "yes" } else { "-" }.to_owned(),
+            format!("{:.1} s", took.as_secs_f64()),
+            format!("{:.1} s", after_kill.as_secs_f64()),
+            if once.is_ok() { "yes" } else { "NO" }.to_owned(),
+        ]);
+        problems.extend(once.err());
+    }
+    print_table(&["run", "mode", "outcome", "WarmStartFailed", "create→done", "kill→done", "ran once"], &rows);
+    assert!(
+        problems.is_empty(),
+        "runs lost, wrong or not run exactly once across the failover:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(warm + cold, RUNS, "every run has a start mode");
+    let last_done = done.iter().map(|(_, _, after_kill)| *after_kill).max().unwrap_or_default();
+
+    // Refilled means ready pods that were not waiting before the burst:
+    // those held sessions of the dead leader, and went with it or a run.
+    let pools = ns.api::<SandboxPool>();
+    let refill_started = Instant::now();
+    let fresh = loop {
+        let pool = pools.get("python").await.expect("get pool");
+        let (ready, in_use) = pool.status.as_ref().map_or((0, 0), |s| (s.ready, s.in_use));
+        let waiting = waiting_pods(&ns, "python").await;
+        let fresh: Vec<String> = waiting.iter().filter(|pod| !before.contains(pod)).cloned().collect();
+        if ready == RUNS as u32 && in_use == 0 && fresh.len() == RUNS {
+            break fresh;
+        }
+        assert!(
+            refill_started.elapsed() < REFILL_AFTER_FAILOVER_WITHIN,
+            "not refilled within {REFILL_AFTER_FAILOVER_WITHIN:?} of the runs' end: status {:?}, waiting pods {waiting:?} (before the burst: {before:?})",
+            pool.status
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    let refilled = killed.elapsed();
+    let (after, s, _) = run_one(&ns, "after-failover", python("print('warm again')")).await;
+    assert_each_ran_once(&ns, &claims, &[&after]).await;
+    assert_eq!(
+        (s.phase, s.start_mode, s.stdout.as_deref()),
+        (Phase::Succeeded, Some(StartMode::Warm), Some("warm again\n")),
+        "{s:?}"
+    );
+    let pod = s.pod_name.clone().unwrap_or_default();
+    assert!(fresh.contains(&pod), "the run after the failover ran in {pod}, not one of the refilled pods {fresh:?}");
+    format!(
+        "killed with {started_at_kill}/{RUNS} started; lease taken in {:.1} s; all {RUNS} Succeeded once: {warm} Warm, {cold} Cold ({fell_back} after WarmStartFailed), last {:.1} s after the kill; pool back at {RUNS} {:.1} s after the kill; next run Warm",
+        takeover.as_secs_f64(),
+        last_done.as_secs_f64(),
+        refilled.as_secs_f64()
+    )
 }
