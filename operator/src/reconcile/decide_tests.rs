@@ -609,3 +609,24 @@ fn table_of_decisions() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn an_overdue_warm_run_still_says_it_started_warm() {
+    let mut e = execution(warm_status());
+    if let Some(s) = e.status.as_mut() {
+        s.start_time = Some(ago(200));
+    }
+    let mut facts = Facts::of(&e, "team-a", now());
+    facts.job = job("uid-1");
+    facts.pod = running_since(600);
+    facts.delivery = Some(delivery::State::InFlight);
+    let decision = decide(&facts, &OperatorConfig::default());
+    let written = decision.steps.iter().find_map(|step| match step {
+        Step::WriteStatus(status) => Some(status.as_ref().clone()),
+        _ => None,
+    });
+    let written = written.expect("the verdict is written");
+    assert_eq!(written.reason.as_deref(), Some("ResultOverdue"));
+    assert_eq!(written.start_mode, Some(StartMode::Warm));
+    assert_eq!(written.pod_name.as_deref(), Some("sandrun-hello-x1"));
+}

@@ -472,6 +472,7 @@ pub fn overdue(
         start_time: next.start_time.clone(),
         job_name: next.job_name.clone(),
         pod_name: next.pod_name.clone(),
+        start_mode: next.start_mode,
         ..failed(reason, message, now)
     };
     let previous = execution.status.clone().unwrap_or_default();
