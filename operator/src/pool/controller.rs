@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -33,6 +34,8 @@ use crate::store::{JobView, PodView};
 const STARTING_RESYNC: Duration = Duration::from_secs(10);
 const RESTING_RESYNC: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(5);
+/// The claim a pool puts on a pod it is about to delete.
+const RETIRED: &str = "retired-by-pool";
 
 pub struct PoolContext {
     pub client: Client,
@@ -117,6 +120,10 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     for (name, uid) in &next.delete {
+        if !retire_pod(&ctx, &namespace, uid).await? {
+            // A run claimed the pod first: it is the run's now.
+            continue;
+        }
         let params = DeleteParams {
             preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
             ..DeleteParams::background()
@@ -162,6 +169,32 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
     }
     let starting = next.create > 0 || next.status.starting > 0 || next.status.in_use > 0;
     Ok(Action::requeue(if starting { STARTING_RESYNC } else { RESTING_RESYNC }))
+}
+
+/// Before the pool deletes one of its Jobs, it claims the Job's waiting pod
+/// itself, on the pod's version, as a run would: a run that claimed it in
+/// the meantime keeps it (false), and no run can claim it after.
+async fn retire_pod(ctx: &PoolContext, namespace: &str, job_uid: &str) -> Result<bool> {
+    let pod = ctx.pods.state().into_iter().find(|pod| {
+        pod.metadata.namespace.as_deref() == Some(namespace)
+            && pod.labels().get(JOB_UID_LABEL).map(String::as_str) == Some(job_uid)
+            && pod.metadata.deletion_timestamp.is_none()
+    });
+    let Some(pod) = pod else { return Ok(true) };
+    if pod.labels().contains_key(CLAIMED_BY_KEY) {
+        // Claimed by a run that was abandoned half-way, or retired already.
+        return Ok(true);
+    }
+    let claim = serde_json::json!({
+        "metadata": { "resourceVersion": pod.resource_version(), "labels": { CLAIMED_BY_KEY: RETIRED } }
+    });
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&claim)).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(source) => Err(Error::Apply { kind: "Pod", name: pod.name_any(), source }),
+    }
 }
 
 /// The pool's Jobs, each with its pod's state, from the watches.
