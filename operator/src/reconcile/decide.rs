@@ -399,8 +399,11 @@ fn warm_run(
 /// The program never reached the warm pod: its Job goes, and the run
 /// starts over cold, once.
 fn start_cold(facts: &Facts, job: Option<&JobRecord>, why: &str) -> Decision {
-    let mut steps: Vec<Step> = job.map(|job| Step::DeleteJob(job.clone())).into_iter().collect();
-    steps.push(Step::WriteStatus(Box::new(status::warm_start_failed(facts.execution, why, &facts.now))));
+    // The verdict first, on the version read: should it lose to another
+    // write, the warm Job must still be there for the next look, or that
+    // look would take the run for one whose Job was deleted.
+    let mut steps = vec![Step::WriteStatus(Box::new(status::warm_start_failed(facts.execution, why, &facts.now)))];
+    steps.extend(job.map(|job| Step::DeleteJob(job.clone())));
     steps.push(Step::Publish(Notice {
         type_: EventType::Warning,
         reason: "WarmStartFailed".into(),

@@ -524,8 +524,8 @@ fn table_of_decisions() {
                 f.delivery = Some(delivery::State::Done(delivery::Outcome::NotSent("pod gone".into())));
             },
             &[
-                "delete job sandrun-hello uid=job-1",
                 "status Pending/WarmStartFailed",
+                "delete job sandrun-hello uid=job-1",
                 "event Warning WarmStartFailed",
                 "count warm fallback",
             ],
@@ -540,8 +540,8 @@ fn table_of_decisions() {
                 f.delivery = Some(delivery::State::Done(delivery::Outcome::Lost("stream ended".into())));
             },
             &[
-                "delete job sandrun-hello uid=job-1",
                 "status Pending/WarmStartFailed",
+                "delete job sandrun-hello uid=job-1",
                 "event Warning WarmStartFailed",
                 "count warm fallback",
             ],
