@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::ByteString;
 use kube::Resource;
-use sandrun_crds::Execution;
+use sandrun_crds::{Execution, ExecutionSpec};
 
 use crate::config::OperatorConfig;
 use crate::labels::{
@@ -114,12 +114,7 @@ pub fn job(execution: &Execution, namespace: &str, program: &Program, config: &O
     ];
     runner_argv.extend(program.argv.iter().cloned());
 
-    let env = program_env(
-        spec.env
-            .iter()
-            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
-            .collect(),
-    );
+    let env = run_env(spec);
 
     let mounts = vec![mount("input", INPUT_DIR, true)];
     let input = Volume {
@@ -258,6 +253,12 @@ pub fn sandbox_pod(
     }
 }
 
+/// The Execution's environment for its program, with the defaults below.
+fn run_env(spec: &ExecutionSpec) -> Vec<EnvVar> {
+    let set = spec.env.iter().map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None });
+    program_env(set.collect())
+}
+
 /// `HOME` and `TMPDIR` for the program unless the Execution sets them.
 pub fn program_env(mut env: Vec<EnvVar>) -> Vec<EnvVar> {
     for (key, value) in [("HOME", WORKDIR), ("TMPDIR", "/tmp")] {
@@ -273,12 +274,7 @@ pub fn program_env(mut env: Vec<EnvVar>) -> Vec<EnvVar> {
 pub fn delivery(execution: &Execution, program: &Program) -> sandrun_runner::Delivery {
     use sandrun_runner::protocol::{DeliveredFile, EnvPair};
     let spec = &execution.spec;
-    let env = program_env(
-        spec.env
-            .iter()
-            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
-            .collect(),
-    );
+    let env = run_env(spec);
     sandrun_runner::Delivery {
         execution_uid: execution.metadata.uid.clone().unwrap_or_default(),
         command: program.argv.clone(),

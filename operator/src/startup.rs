@@ -110,7 +110,7 @@ pub async fn run(args: Args) -> Result<()> {
         lease_duration_seconds: args.lease_duration_seconds,
     });
     let (stores, writers) = Stores::new();
-    let (deliveries, delivered) = Deliveries::new();
+    let (deliveries, delivered) = Deliveries::new(client.clone(), metrics.clone());
     let feeds = Feeds { writers, delivered };
     let events = EventQueue::start(client.clone(), reporter, metrics.events_dropped.clone());
     let ctx = Arc::new(Context { events, client: client.clone(), config, metrics, stores, deliveries });

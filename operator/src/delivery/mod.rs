@@ -69,12 +69,14 @@ pub struct Deliveries {
     trigger: mpsc::UnboundedSender<ObjectRef<Execution>>,
     /// Sessions opened ahead to waiting warm pods.
     pub sessions: Sessions,
+    client: Client,
+    metrics: Metrics,
 }
 
 impl Deliveries {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<Execution>>) {
+    pub fn new(client: Client, metrics: Metrics) -> (Self, mpsc::UnboundedReceiver<ObjectRef<Execution>>) {
         let (trigger, triggered) = mpsc::unbounded_channel();
-        (Self { states: Arc::default(), trigger, sessions: Sessions::default() }, triggered)
+        (Self { states: Arc::default(), trigger, sessions: Sessions::default(), client, metrics }, triggered)
     }
 
     pub fn state(&self, uid: &str) -> Option<State> {
@@ -108,8 +110,6 @@ impl Deliveries {
     /// nothing (it ends, undelivered).
     pub fn start(
         &self,
-        client: Client,
-        metrics: Metrics,
         execution: ObjectRef<Execution>,
         pod: String,
         delivery: Delivery,
@@ -122,6 +122,7 @@ impl Deliveries {
         self.set(&uid, State::InFlight);
         let this = self.clone();
         tokio::spawn(async move {
+            let (client, metrics) = (this.client.clone(), this.metrics.clone());
             let namespace = execution.namespace.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client, &namespace);
             let limit = Duration::from_millis(delivery.timeout_ms) + STREAM_GRACE;

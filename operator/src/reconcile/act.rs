@@ -49,15 +49,7 @@ pub async fn act(ctx: &Context, execution: &Execution, namespace: &str, steps: V
             Step::Bind(bind) => return bind_warm(ctx, execution, namespace, *bind).await.map(Some),
             Step::Deliver(delivery) => {
                 info!(pod = delivery.pod, "delivering the program to the run's warm pod again");
-                let target = ObjectRef::from_obj(execution);
-                ctx.deliveries.start(
-                    ctx.client.clone(),
-                    ctx.metrics.clone(),
-                    target,
-                    delivery.pod,
-                    delivery.program,
-                    None,
-                );
+                ctx.deliveries.start(ObjectRef::from_obj(execution), delivery.pod, delivery.program, None);
             }
             Step::CreateChildren(children) => {
                 return create_children(ctx, execution, namespace, &children).await.map(Some)
@@ -155,15 +147,7 @@ async fn bind_warm(ctx: &Context, execution: &Execution, namespace: &str, bind: 
     // The session opens while the binding's status write is in flight; the
     // program goes only once it has landed.
     let (go, when_bound) = tokio::sync::oneshot::channel();
-    let target = ObjectRef::from_obj(execution);
-    ctx.deliveries.start(
-        ctx.client.clone(),
-        ctx.metrics.clone(),
-        target,
-        warm.pod.name.clone(),
-        delivery,
-        Some(when_bound),
-    );
+    ctx.deliveries.start(ObjectRef::from_obj(execution), warm.pod.name.clone(), delivery, Some(when_bound));
     if let Err(error) = write_status(ctx, execution, namespace, &status).await {
         drop(go);
         delete_job(ctx, namespace, &job).await?;

@@ -155,14 +155,9 @@ fn harness_with_pool(
     pools.apply_watcher_event(&watcher::Event::InitDone);
     stores.warm.apply::<PodView>(&watcher::Event::InitDone);
     let (events, captured) = EventQueue::captured();
-    let ctx = Context {
-        client: Client::new(service, "default"),
-        config: OperatorConfig::default(),
-        events,
-        metrics: Metrics::register(&mut Registry::default()),
-        stores,
-        deliveries: crate::delivery::Deliveries::new().0,
-    };
+    let (client, metrics) = (Client::new(service, "default"), Metrics::register(&mut Registry::default()));
+    let deliveries = crate::delivery::Deliveries::new(client.clone(), metrics.clone()).0;
+    let ctx = Context { client, config: OperatorConfig::default(), events, metrics, stores, deliveries };
     Harness { ctx: Arc::new(ctx), events: captured, server }
 }
 

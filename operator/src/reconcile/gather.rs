@@ -49,7 +49,7 @@ pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts
     facts.job = ctx.stores.job(&facts.namespace, &name).filter(|slot| match slot {
         // A warm Job this run claimed is its Job even when the status read
         // is from before the binding.
-        JobSlot::Held(job) => job.name == job_name || (!fell_back && job.claimed_by.is_some() && job.claimed_by == uid),
+        JobSlot::Held(job) => job.name == job_name || (!fell_back && uid.is_some() && job.claimed_by == uid),
         JobSlot::Forgotten => true,
     });
     if needs == Needs::StoredJob {
@@ -62,9 +62,7 @@ pub async fn gather<'a>(execution: &'a Execution, ctx: &Context) -> Result<Facts
         facts.job = get_job(ctx, &facts.namespace, &job_name).await?;
     }
     facts.policy = ctx.stores.policy(&facts.namespace, NETWORK_POLICY_NAME);
-    if let Some(uid) = execution.uid() {
-        facts.delivery = ctx.deliveries.state(&uid);
-    }
+    facts.delivery = uid.as_deref().and_then(|uid| ctx.deliveries.state(uid));
     if facts.job.is_none() && status.job_name.is_none() && status.start_mode.is_none() && facts.delivery.is_none() {
         facts.warm = take_warm(ctx, execution, &facts.namespace);
     }

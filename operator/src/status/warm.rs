@@ -5,14 +5,12 @@ use k8s_openapi::api::core::v1::ContainerStateTerminated;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sandrun_crds::{reasons, Execution, ExecutionStatus, Phase, StartMode};
 use sandrun_runner::protocol::UNDELIVERED_PREFIX;
+use sandrun_runner::report::EXIT_UNDELIVERED;
 use sandrun_runner::RunResult;
 
 use super::{container_state, finished, with_conditions, Frame};
 use crate::labels::RUN_CONTAINER;
 use crate::store::PodRecord;
-
-/// The warm runner's exit code when no program reached it.
-const EXIT_UNDELIVERED: i32 = 75;
 
 /// Bound to a warm pod: the program is on its way and starts within
 /// milliseconds, so the run counts as started now.
@@ -61,7 +59,7 @@ pub fn from_stream(
 /// exit 75, and once one ran, the runner writes its frame over that file.
 pub fn undelivered(pod: &PodRecord) -> Option<String> {
     let terminated = container_state(pod, RUN_CONTAINER, false)?.terminated?;
-    let message = terminated.message.as_deref().filter(|_| terminated.exit_code == EXIT_UNDELIVERED)?;
+    let message = terminated.message.as_deref().filter(|_| terminated.exit_code == i32::from(EXIT_UNDELIVERED))?;
     Some(message.strip_prefix(UNDELIVERED_PREFIX).unwrap_or(message).trim().to_owned())
 }
 
