@@ -15,10 +15,11 @@ pub const USAGE: &str = "usage:
       run COMMAND and print one result frame (also left in FILE when it fits
       a termination message)
   sandrun-runner warm [--max-processes N] [--max-file-bytes N] [--workdir DIR] [--result-file FILE]
-                      [--max-payload-bytes N]
+                      [--max-payload-bytes N] [--prestart INTERPRETER]
       read one SANDRUN-PROGRAM-V1 line from stdin (at most N bytes, default
       8 MiB), print SANDRUN-ACCEPTED-V1 UID, run it and print its frame;
-      without a program, exit 75 and leave SANDRUN-UNDELIVERED in FILE";
+      without a program, exit 75 and leave SANDRUN-UNDELIVERED in FILE;
+      with --prestart, start the python or node INTERPRETER while waiting";
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -102,6 +103,7 @@ fn parse_warm(args: &[String]) -> Result<WarmConfig, CliError> {
             "--workdir" => config.workdir = Some(value.into()),
             "--result-file" => config.result_file = Some(value.into()),
             "--max-payload-bytes" => config.max_payload_bytes = number(flag, value)? as usize,
+            "--prestart" => config.prestart = Some(value.clone()),
             _ => return Err(CliError::UnknownFlag(flag.clone())),
         }
     }
@@ -178,8 +180,10 @@ mod tests {
                     workdir: Some("/w".into()),
                     result_file: Some("/dev/termination-log".into()),
                     max_payload_bytes: 1024,
+                    prestart: None,
                 },
             ),
+            ("warm --prestart python3", WarmConfig { prestart: Some("python3".into()), ..defaults.clone() }),
             ("warm --workdir /a --workdir /b", WarmConfig { workdir: Some("/b".into()), ..defaults.clone() }),
         ];
         for (line, want) in cases {

@@ -16,6 +16,7 @@ pub mod capture;
 pub mod cli;
 pub mod inputs;
 pub mod memory;
+pub mod prestart;
 pub mod procs;
 pub mod protocol;
 pub mod report;

@@ -37,6 +37,17 @@ impl Source {
         }
     }
 
+    /// The same count, with `bytes` the program already holds (an
+    /// interpreter started ahead) counted as its own.
+    pub fn counting(self, bytes: u64) -> Self {
+        match self {
+            Source::Cgroup { counter, baseline } => {
+                Source::Cgroup { counter, baseline: baseline.saturating_sub(bytes) }
+            }
+            Source::ResidentSum => Source::ResidentSum,
+        }
+    }
+
     /// The program's memory now, given its processes' resident sum.
     pub fn program_bytes(self, resident_sum: u64) -> u64 {
         match self {

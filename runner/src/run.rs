@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,8 +17,9 @@ use crate::{memory, procs};
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often the program is checked for exit, deadline and memory.
 const POLL: Duration = Duration::from_millis(5);
-/// The runner's own tasks: its main thread and the two stream readers.
-const RUNNER_TASKS: usize = 3;
+/// The runner's own tasks: its main thread, the two stream readers and the
+/// thread that feeds stdin to a program started ahead.
+const RUNNER_TASKS: usize = 4;
 /// The kernel counts short-lived tasks a 5 ms sample misses: a bash fork
 /// bomb had forks refused for seconds while samples stayed under the limit.
 /// So the runner acts within an eighth of it.
@@ -105,18 +106,55 @@ pub fn run_with_stdin(config: &RunConfig, stdin: Stdio) -> Finished {
     let Some((program, args)) = config.command.split_first() else {
         return failed_to_start("no command".to_owned());
     };
+    let mut command = program_command(config, program, args, None);
+    command.stdin(stdin);
+    let baseline = Baseline::now();
+    let started = Instant::now();
+    match command.spawn() {
+        Ok(child) => supervise_to_end(child, config, baseline, started),
+        Err(e) => failed_to_start(format!("could not start {program:?}: {e}")),
+    }
+}
+
+/// What is read just before the program's first process starts, to tell
+/// what the program itself did.
+#[derive(Debug)]
+pub(crate) struct Baseline {
+    oom_before: Option<u64>,
+    memory: memory::Source,
+}
+
+impl Baseline {
+    pub(crate) fn now() -> Self {
+        Self { oom_before: oom_kill_count(), memory: memory::Source::detect() }
+    }
+
+    /// Counts `bytes` the program already holds as its own.
+    pub(crate) fn counting(self, bytes: u64) -> Self {
+        Self { memory: self.memory.counting(bytes), ..self }
+    }
+}
+
+/// The command that starts the program: piped output, its own session and
+/// process group (so the deadline kills every descendant), and the limits
+/// every descendant inherits. `control`, when given, becomes the program's
+/// fd 3. The caller sets stdin.
+pub(crate) fn program_command(
+    config: &RunConfig,
+    program: &str,
+    args: &[String],
+    control: Option<std::os::fd::RawFd>,
+) -> Command {
     let mut command = Command::new(program);
-    command.args(args).envs(config.env.iter().cloned()).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.args(args).envs(config.env.iter().cloned()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(dir) = &config.workdir {
         command.current_dir(dir);
     }
-    // Own session and process group, so the deadline kills every descendant;
-    // and the file size limit, which every descendant inherits.
     let max_file_bytes = config.max_file_bytes;
     // RLIMIT_NPROC counts every task of the uid, the runner's own included.
     let max_tasks = (config.max_processes > 0).then(|| (config.max_processes + RUNNER_TASKS) as libc::rlim_t);
-    // SAFETY: setsid and setrlimit are async-signal-safe and touch no memory
-    // of the parent.
+    // SAFETY: setsid, setrlimit, dup2 and fcntl are async-signal-safe and
+    // touch no memory of the parent.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() == -1 {
@@ -134,23 +172,34 @@ pub fn run_with_stdin(config: &RunConfig, stdin: Stdio) -> Finished {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            if let Some(fd) = control {
+                // dup2 onto itself keeps close-on-exec, so clear it then.
+                let kept =
+                    if fd == CONTROL_FD { libc::fcntl(fd, libc::F_SETFD, 0) } else { libc::dup2(fd, CONTROL_FD) };
+                if kept == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
+    command
+}
 
-    let oom_before = oom_kill_count();
-    let memory = memory::Source::detect();
-    let started = Instant::now();
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return failed_to_start(format!("could not start {program:?}: {e}")),
-    };
+/// The fd a program started ahead reads its go message from.
+pub(crate) const CONTROL_FD: std::os::fd::RawFd = 3;
+
+/// Captures the started program's output, holds it to its limits until it
+/// ends and turns what happened into the result. `started` is when the
+/// program (not its interpreter) started: its timeout runs from there.
+pub(crate) fn supervise_to_end(mut child: Child, config: &RunConfig, baseline: Baseline, started: Instant) -> Finished {
+    let Baseline { oom_before, memory } = baseline;
     let cap = config.max_output_bytes;
     let (stdout, stdout_done) = spawn_drain(child.stdout.take(), cap);
     let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
 
     // Reaped by `supervise` with waitpid(-1), which also collects orphans.
-    let outcome = supervise(child.id(), config, memory);
+    let outcome = supervise(child.id(), config, memory, started);
     let duration = started.elapsed();
     // Nothing the program started outlives it: once every process is gone,
     // nothing can write into the pipes (or anywhere else) after the frame.
@@ -198,7 +247,7 @@ pub fn run_with_stdin(config: &RunConfig, stdin: Stdio) -> Finished {
 /// - child subreaper: an orphaned grandchild (a double fork, `setsid()`) is
 ///   re-parented to the runner and stays one of its descendants, counted by
 ///   the memory watch and killed at the end.
-fn shield() {
+pub(crate) fn shield() {
     // SAFETY: prctl with these options takes plain integers. Failure leaves
     // the runner as it was; as pid 1 of its container it is the reaper anyway.
     unsafe {
@@ -245,8 +294,8 @@ struct Outcome {
 
 /// Waits for the program's main process; kills all of its processes at the
 /// deadline, or when together they pass the memory or process limit.
-fn supervise(main: u32, config: &RunConfig, memory: memory::Source) -> Outcome {
-    let deadline = Instant::now() + config.timeout;
+fn supervise(main: u32, config: &RunConfig, memory: memory::Source, started: Instant) -> Outcome {
+    let deadline = started + config.timeout;
     let me = std::process::id();
     let mut outcome =
         Outcome { status: None, timed_out: false, over_memory: false, over_processes: false, peak_rss: 0 };

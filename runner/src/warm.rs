@@ -2,15 +2,17 @@
 //! its one program on its own stdin, which the operator writes through an
 //! attach session and then reads the runner's stdout over.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::inputs::{stdin_file, write_files};
+use crate::prestart::{self, Prestarted};
 use crate::protocol::{accepted_line, parse_delivery, read_program_line, undelivered_message, Delivery};
 use crate::report::{report, FrameOnStdout, EXIT_UNDELIVERED};
-use crate::run::{failed_to_start, run_with_stdin, RunConfig};
+use crate::run::{failed_to_start, run_with_stdin, Finished, RunConfig};
 
 /// Pod-level settings, from the command line; everything per run comes
 /// with the program.
@@ -22,17 +24,32 @@ pub struct WarmConfig {
     pub result_file: Option<PathBuf>,
     /// Longest program line read from stdin, newline included.
     pub max_payload_bytes: usize,
+    /// An interpreter to start ahead, waiting for its program (see
+    /// [`crate::prestart`]); a program it does not fit starts afresh.
+    pub prestart: Option<String>,
 }
 
 impl Default for WarmConfig {
     fn default() -> Self {
-        Self { max_processes: 0, max_file_bytes: 0, workdir: None, result_file: None, max_payload_bytes: 8 << 20 }
+        Self {
+            max_processes: 0,
+            max_file_bytes: 0,
+            workdir: None,
+            result_file: None,
+            max_payload_bytes: 8 << 20,
+            prestart: None,
+        }
     }
 }
 
 /// Reads one program from stdin, runs it and reports it; returns the exit
 /// code. Only one program per runner, ever.
 pub fn serve(config: &WarmConfig) -> u8 {
+    let ahead = config.prestart.as_deref().and_then(|program| {
+        prestart::start(program, &pod_run_config(config))
+            .map_err(|e| eprintln!("sandrun-runner: {e}; the program will start afresh"))
+            .ok()
+    });
     let line = read_program_line(std::io::stdin().lock(), config.max_payload_bytes);
     // Whatever follows the line is never read, and the program cannot
     // inherit the attach stream.
@@ -53,10 +70,46 @@ pub fn serve(config: &WarmConfig) -> u8 {
     let prepared = write_files(workdir, &delivery.files).and_then(|()| stdin_file(delivery.stdin.as_deref()));
     let run_config = run_config(config, delivery);
     let finished = match prepared {
-        Ok(stdin) => run_with_stdin(&run_config, stdin.map_or_else(Stdio::null, Stdio::from)),
-        Err(e) => failed_to_start(e.to_string()),
+        Ok(stdin) => start_and_supervise(ahead, &run_config, stdin),
+        Err(e) => {
+            if let Some(ahead) = ahead {
+                ahead.discard(None);
+            }
+            failed_to_start(e.to_string())
+        }
     };
     report(&finished, config.result_file.as_deref(), &mut stdout, FrameOnStdout::OnlyWhenTrusted)
+}
+
+/// Hands the program to the interpreter started ahead when it fits it, and
+/// starts it afresh otherwise.
+fn start_and_supervise(ahead: Option<Prestarted>, config: &RunConfig, stdin: Option<File>) -> Finished {
+    let stdin = match ahead {
+        Some(ahead) if ahead.fits(&config.command) => match ahead.go(config, stdin) {
+            Ok(finished) => return finished,
+            Err(not_waiting) => {
+                eprintln!(
+                    "sandrun-runner: the interpreter started ahead had ended ({}); starting the program afresh",
+                    not_waiting.status.as_deref().unwrap_or("unknown status")
+                );
+                not_waiting.stdin
+            }
+        },
+        Some(ahead) => ahead.discard(stdin).stdin,
+        None => stdin,
+    };
+    run_with_stdin(config, stdin.map_or_else(Stdio::null, Stdio::from))
+}
+
+/// What every run of this pod shares, before its program arrives.
+fn pod_run_config(config: &WarmConfig) -> RunConfig {
+    RunConfig {
+        max_processes: config.max_processes,
+        max_file_bytes: config.max_file_bytes,
+        workdir: config.workdir.clone(),
+        result_file: config.result_file.clone(),
+        ..RunConfig::default()
+    }
 }
 
 fn run_config(config: &WarmConfig, delivery: Delivery) -> RunConfig {
@@ -64,14 +117,9 @@ fn run_config(config: &WarmConfig, delivery: Delivery) -> RunConfig {
         timeout: Duration::from_millis(delivery.timeout_ms),
         max_output_bytes: delivery.max_output_bytes,
         memory_limit_bytes: delivery.memory_limit_bytes,
-        max_processes: config.max_processes,
-        max_file_bytes: config.max_file_bytes,
-        stdin: None,
-        source: None,
-        workdir: config.workdir.clone(),
         env: delivery.env.into_iter().map(|e| (e.name, e.value)).collect(),
-        result_file: config.result_file.clone(),
         command: delivery.command,
+        ..pod_run_config(config)
     }
 }
 

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use sandrun_crds::{ExecutionSpec, SandboxPool, SandboxPoolSpec};
+use sandrun_runner::prestart::can_start_ahead;
 
-use crate::config::OperatorConfig;
+use crate::config::{OperatorConfig, ENTRY_PLACEHOLDER};
 use crate::labels::{
     fnv1a, MANAGED_BY, MANAGED_BY_KEY, POOL_KEY, PROFILE_KEY, ROLE_EXECUTION, ROLE_KEY, TERMINATION_MESSAGE_PATH,
 };
@@ -103,6 +104,17 @@ pub fn warm_job_name(pool: &str, suffix: &str) -> String {
     format!("{PREFIX}{}-{suffix}", stem.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
 }
 
+/// The interpreter a language pool's runner starts ahead of its program:
+/// the runtime's when its command is `INTERPRETER {entry}` and the runner
+/// knows how to (python, node). A run's own arguments still fit.
+fn interpreter(spec: &SandboxPoolSpec, config: &OperatorConfig) -> Option<String> {
+    let runtime = config.runtimes.get(&spec.language?)?;
+    match runtime.command.as_slice() {
+        [program, entry] if entry == ENTRY_PLACEHOLDER && can_start_ahead(program) => Some(program.clone()),
+        _ => None,
+    }
+}
+
 /// One warm sandbox: a Job like a cold run's, whose runner waits on its
 /// stdin for the one program it will ever run. Owned by the pool until a
 /// run claims it; no deadline until then (the run's own bounds apply after).
@@ -120,6 +132,10 @@ pub fn warm_job(pool: &SandboxPool, profile: &Profile, config: &OperatorConfig, 
         "--result-file".to_owned(),
         TERMINATION_MESSAGE_PATH.to_owned(),
     ];
+    let runner_argv = match interpreter(&pool.spec, config) {
+        Some(program) => [runner_argv, vec!["--prestart".to_owned(), program]].concat(),
+        None => runner_argv,
+    };
     let env: Vec<EnvVar> = program_env(Vec::new());
     let pod = sandbox_pod(
         Sandbox {
@@ -237,6 +253,50 @@ mod tests {
         let labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(labels.get(ROLE_KEY).map(String::as_str), Some(ROLE_EXECUTION), "the deny-all policy selects it");
         assert_eq!(labels.get(POOL_KEY).map(String::as_str), Some("python"));
+    }
+
+    #[test]
+    fn which_pools_start_their_interpreter_ahead() {
+        let custom = |command: &[&str]| {
+            let mut config = OperatorConfig::default();
+            let python = config.runtimes.get_mut(&Language::Python).unwrap();
+            python.command = command.iter().map(|s| (*s).to_owned()).collect();
+            config
+        };
+        let image_pool = SandboxPoolSpec { language: None, image: Some("busybox:1".into()), ..pool_spec("128Mi", "1") };
+        let cases = [
+            ("python", pool_spec("128Mi", "1"), OperatorConfig::default(), Some("python3")),
+            (
+                "node",
+                SandboxPoolSpec { language: Some(Language::Node), ..pool_spec("128Mi", "1") },
+                OperatorConfig::default(),
+                Some("node"),
+            ),
+            (
+                "bash: no bootstrap",
+                SandboxPoolSpec { language: Some(Language::Bash), ..pool_spec("128Mi", "1") },
+                OperatorConfig::default(),
+                None,
+            ),
+            ("an image", image_pool, OperatorConfig::default(), None),
+            ("flags before the entry", pool_spec("128Mi", "1"), custom(&["python3", "-u", "{entry}"]), None),
+            (
+                "another interpreter path",
+                pool_spec("128Mi", "1"),
+                custom(&["/usr/bin/python3.11", "{entry}"]),
+                Some("/usr/bin/python3.11"),
+            ),
+        ];
+        for (case, spec, config, want) in cases {
+            let pool = SandboxPool::new("p", spec);
+            let profile = Profile::of(&pool.spec, &config).unwrap();
+            let argv = warm_job(&pool, &profile, &config, "x").spec.unwrap().template.spec.unwrap().containers[0]
+                .command
+                .clone()
+                .unwrap();
+            let got = argv.iter().position(|a| a == "--prestart").map(|i| argv[i + 1].as_str());
+            assert_eq!(got, want, "{case}: {argv:?}");
+        }
     }
 
     #[test]
