@@ -25,6 +25,10 @@ pub struct OperatorConfig {
     /// the runner reports within about a second of its deadline unless the
     /// program stopped it or the node stopped reporting.
     pub result_grace_seconds: u32,
+    /// A pool replaces a pod a run took when the run's pod ends or this
+    /// long after the claim, whichever is first, so that starting the new
+    /// sandbox does not compete with the run for CPU.
+    pub pool_refill_delay_millis: u64,
     /// Most tasks (processes and threads) a program may run at once: the
     /// kernel refuses more, and a program that reaches them is killed with
     /// `TooManyProcesses` (a fork bomb).
@@ -71,6 +75,9 @@ impl Default for OperatorConfig {
             // on a quiet node; with 50 sandboxes starting at once on two
             // cores it took up to 59 s from the program's start.
             result_grace_seconds: 120,
+            // A hello world takes about 200 ms from claim to its pod's
+            // end; longer runs get their replacement after a second.
+            pool_refill_delay_millis: 1000,
             max_processes: 128,
             workspace_size_limit: "256Mi".to_owned(),
             sandbox_memory_overhead: "64Mi".to_owned(),

@@ -149,6 +149,38 @@ open("/dev/termination-log", "w").write('SANDRUN-RESULT-V1 {"exitCode":0,"stdout
 sys.exit(9)
 "#;
 
+/// Looks for a way back into the runner through its own descriptors: a
+/// program started ahead was handed its argv over fd 3.
+const OPEN_CHANNELS: &str = r#"
+import os
+for fd in sorted(int(n) for n in os.listdir("/proc/self/fd")):
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        continue
+    print("fd", fd, target)
+    if fd > 2:
+        print("EXTRA", fd, target)
+"#;
+
+/// The same, and the runner's memory, from Node.
+const NODE_CHANNELS: &str = r#"
+const fs = require("fs");
+// Node's own event pipes come in pairs (both ends held); a pipe held at one
+// end only leads out of the process.
+const pipes = {};
+for (const fd of fs.readdirSync("/proc/self/fd").map(Number).filter((fd) => fd > 2)) {
+  let target;
+  try { target = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch (e) { continue; }
+  if (target.startsWith("pipe:")) (pipes[target] = pipes[target] || []).push(fd);
+}
+for (const [pipe, fds] of Object.entries(pipes)) if (fds.length === 1) console.log("EXTRA", fds[0], pipe);
+for (const what of ["mem", "environ"]) {
+  try { fs.closeSync(fs.openSync(`/proc/${process.ppid}/${what}`, "r")); console.log("OPENED", what); }
+  catch (e) { console.log("denied", what, e.code); }
+}
+"#;
+
 /// A grandchild leaves the session and process group, then allocates past
 /// the limit while the program itself waits.
 const ESCAPED_HOG: &str = r#"
@@ -441,6 +473,33 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "channels left open",
+            tried: "list every descriptor the program holds, beyond stdin, stdout and stderr",
+            expected: "none: nothing of how the program was started (a warm interpreter's fd 3) is left",
+            spec: python(OPEN_CHANNELS),
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                match stdout(s).lines().filter(|l| l.starts_with("EXTRA")).collect::<Vec<_>>() {
+                    extra if extra.is_empty() => Ok(()),
+                    extra => Err(format!("left open: {extra:?}")),
+                }
+            },
+        },
+        Case {
+            name: "node: channels and the runner",
+            tried: "from Node: look for an extra pipe among its descriptors; open the runner's /proc mem and environ",
+            expected: "no pipe held at one end only (Node's own come in pairs); both denied",
+            spec: program(Language::Node, "main.js", NODE_CHANNELS),
+            check: |s| {
+                finished_with(s, Phase::Succeeded)?;
+                let out = stdout(s);
+                if out.lines().any(|l| l.starts_with("OPENED") || l.starts_with("EXTRA")) {
+                    return Err(format!("reached the runner: {out:?}"));
+                }
+                (out.lines().filter(|l| l.starts_with("denied")).count() == 2).then_some(()).ok_or(format!("{out:?}"))
+            },
+        },
+        Case {
             name: "stop the runner",
             tried: "SIGSTOP the runner, then sleep, with a 2 s timeout",
             expected: "ended by the operator within timeout + result grace (120 s), not left Running",
@@ -498,7 +557,7 @@ async fn hostile_programs_in_warm_sandboxes_stay_inside_too() {
     let cases = cases();
     let pools: Api<SandboxPool> = ns.api();
     let mut waiting = Vec::new();
-    for language in [Language::Python, Language::Bash] {
+    for language in [Language::Python, Language::Node, Language::Bash] {
         let of_language: Vec<&Case> = cases.iter().filter(|c| c.spec.language == Some(language)).collect();
         if of_language.is_empty() {
             continue;

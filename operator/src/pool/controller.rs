@@ -42,12 +42,30 @@ pub struct PoolContext {
     pub config: OperatorConfig,
     jobs: Store<JobView>,
     pods: Store<PodView>,
-    /// When each pod claimed without its Job being adopted was first seen so.
-    half_claimed: Mutex<HashMap<String, Instant>>,
+    /// Per pool (namespace, name): since when each of its Jobs was seen
+    /// claimed, and claimed half-way.
+    seen: Mutex<HashMap<(String, String), Seen>>,
 }
 
-/// A binding writes the pod's claim and then its Job within milliseconds;
-/// a pod left claimed with the pool's Job this long was abandoned.
+/// Since when each of one pool's Jobs (by uid) was seen in a state.
+#[derive(Default)]
+struct Seen {
+    claimed: HashMap<String, Instant>,
+    /// The pod claimed, the Job not adopted.
+    half_claimed: HashMap<String, Instant>,
+}
+
+/// How long `uid` has been in a state (`now` says whether it is), zero when
+/// it is not.
+fn seen_for(since: &mut HashMap<String, Instant>, uid: &str, now: bool) -> Duration {
+    if !now {
+        since.remove(uid);
+        return Duration::ZERO;
+    }
+    since.entry(uid.to_owned()).or_insert_with(Instant::now).elapsed()
+}
+
+/// A pod left claimed with the pool's Job this long was abandoned.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs the pool controller on `pools` (already reflected into `store`)
@@ -71,7 +89,7 @@ pub async fn run(
         .default_backoff()
         .reflect(pods_writer)
         .touched_objects();
-    let ctx = Arc::new(PoolContext { client, config, jobs, pods, half_claimed: Mutex::default() });
+    let ctx = Arc::new(PoolContext { client, config, jobs, pods, seen: Mutex::default() });
     Controller::for_stream(pools, store)
         .watches_stream(job_events, |job: JobView| pool_of(&job.metadata))
         .watches_stream(pod_events, |pod: PodView| pool_of(&pod.metadata))
@@ -110,12 +128,16 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
     let namespace = pool.namespace().ok_or(Error::NoNamespace)?;
     if pool.metadata.deletion_timestamp.is_some() {
         // Its unclaimed Jobs go with it (owner references).
+        if let Ok(mut seen) = ctx.seen.lock() {
+            seen.remove(&(namespace, pool.name_any()));
+        }
         return Ok(Action::await_change());
     }
     let profile = Profile::of(&pool.spec, &ctx.config).map_err(|e| e.to_string());
     let digest = profile.as_ref().map(Profile::digest);
     let members = members(&ctx, &namespace, &pool.name_any());
-    let mut next = plan(pool.spec.size, digest.as_deref().map_err(|e| e.as_str()), &members);
+    let refill_delay = Duration::from_millis(ctx.config.pool_refill_delay_millis);
+    let mut next = plan(pool.spec.size, digest.as_deref().map_err(|e| e.as_str()), &members, refill_delay);
     next.status.observed_generation = pool.metadata.generation;
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -168,7 +190,8 @@ async fn reconcile(pool: Arc<SandboxPool>, ctx: Arc<PoolContext>) -> Result<Acti
             .map_err(|source| Error::WriteStatus { name: pool.name_any(), source })?;
     }
     let starting = next.create > 0 || next.status.starting > 0 || next.status.in_use > 0;
-    Ok(Action::requeue(if starting { STARTING_RESYNC } else { RESTING_RESYNC }))
+    let resync = if starting { STARTING_RESYNC } else { RESTING_RESYNC };
+    Ok(Action::requeue(next.refill_in.map_or(resync, |due| due.min(resync))))
 }
 
 /// Before the pool deletes one of its Jobs, it claims the Job's waiting pod
@@ -201,7 +224,10 @@ async fn retire_pod(ctx: &PoolContext, namespace: &str, job_uid: &str) -> Result
 fn members(ctx: &PoolContext, namespace: &str, pool: &str) -> Vec<Member> {
     let pods: Vec<Arc<PodView>> =
         ctx.pods.state().into_iter().filter(|pod| in_pool(&pod.metadata, namespace, pool)).collect();
-    ctx.jobs
+    let mut all_seen = ctx.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seen = all_seen.entry((namespace.to_owned(), pool.to_owned())).or_default();
+    let members: Vec<Member> = ctx
+        .jobs
         .state()
         .into_iter()
         .filter(|job| in_pool(&job.metadata, namespace, pool))
@@ -216,28 +242,26 @@ fn members(ctx: &PoolContext, namespace: &str, pool: &str) -> Vec<Member> {
             });
             let job_claimed = job.labels().contains_key(CLAIMED_BY_KEY);
             let pod_claimed = pod.is_some_and(|pod| pod.labels().contains_key(CLAIMED_BY_KEY));
+            // A binding writes the pod's claim and then its Job within
+            // milliseconds; half claimed this long, it was abandoned.
+            let half_claimed = seen_for(&mut seen.half_claimed, &uid, pod_claimed && !job_claimed);
             Member {
                 job_name: job.name_any(),
                 profile: job.labels().get(PROFILE_KEY).cloned().unwrap_or_default(),
                 claimed: job_claimed || pod_claimed,
-                abandoned: half_claimed_too_long(ctx, &uid, pod_claimed && !job_claimed),
+                claimed_for: seen_for(&mut seen.claimed, &uid, job_claimed || pod_claimed),
+                abandoned: half_claimed > ABANDONED_AFTER,
                 job_uid: uid,
                 finished,
                 pod: pod.map_or(PodState::Starting, |pod| pod_state(pod)),
             }
         })
-        .collect()
-}
-
-/// Whether the Job has been half claimed (pod claimed, Job not adopted)
-/// for longer than a binding can take, remembering since when.
-fn half_claimed_too_long(ctx: &PoolContext, job_uid: &str, half_claimed: bool) -> bool {
-    let Ok(mut seen) = ctx.half_claimed.lock() else { return false };
-    if !half_claimed {
-        seen.remove(job_uid);
-        return false;
+        .collect();
+    // Jobs gone from the pool are forgotten.
+    for since in [&mut seen.claimed, &mut seen.half_claimed] {
+        since.retain(|uid, _| members.iter().any(|m| &m.job_uid == uid));
     }
-    seen.entry(job_uid.to_owned()).or_insert_with(Instant::now).elapsed() > ABANDONED_AFTER
+    members
 }
 
 fn pod_state(pod: &PodView) -> PodState {
