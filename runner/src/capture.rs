@@ -1,4 +1,4 @@
-//! Reads a stream to its end, keeping at most `cap` bytes.
+//! Reads a stream to its end, keeping at most its cap.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex};
 pub struct Captured {
     pub kept: Vec<u8>,
     pub total: u64,
+    /// Most bytes kept. Set before the program starts (a reader started
+    /// ahead learns it with the program).
+    pub cap: usize,
 }
 
 pub type SharedCapture = Arc<Mutex<Captured>>;
 
 /// Drains `reader` until EOF: the program must never block on a full pipe,
 /// so bytes past the cap are read and counted but dropped.
-pub fn drain(mut reader: impl Read, cap: usize, into: &SharedCapture) {
+pub fn drain(mut reader: impl Read, into: &SharedCapture) {
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
@@ -28,7 +31,7 @@ pub fn drain(mut reader: impl Read, cap: usize, into: &SharedCapture) {
         let Ok(mut captured) = into.lock() else {
             return;
         };
-        let room = cap.saturating_sub(captured.kept.len());
+        let room = captured.cap.saturating_sub(captured.kept.len());
         captured.kept.extend_from_slice(&buf[..n.min(room)]);
         captured.total += n as u64;
     }
@@ -56,8 +59,8 @@ mod tests {
     use super::*;
 
     fn capture(input: &[u8], cap: usize) -> Captured {
-        let shared = SharedCapture::default();
-        drain(input, cap, &shared);
+        let shared = SharedCapture::new(Mutex::new(Captured { cap, ..Default::default() }));
+        drain(input, &shared);
         Arc::try_unwrap(shared).unwrap().into_inner().unwrap()
     }
 

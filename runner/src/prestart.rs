@@ -19,7 +19,7 @@ use std::process::{Child, Stdio};
 use std::time::Instant;
 
 use crate::procs;
-use crate::run::{program_command, shield, supervise_to_end, Baseline, Finished, RunConfig};
+use crate::run::{program_command, shield, supervise_to_end, Baseline, Finished, RunConfig, Watch};
 
 const PYTHON: &str = include_str!("boot/python.py");
 const NODE: &str = include_str!("boot/node.js");
@@ -61,6 +61,7 @@ pub struct Prestarted {
     program: String,
     child: Child,
     control: PipeWriter,
+    watch: Watch,
 }
 
 /// Starts `program` (an interpreter) ahead, with `config`'s workdir, limits
@@ -75,10 +76,12 @@ pub fn start(program: &str, config: &RunConfig) -> Result<Prestarted, PrestartEr
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let mut command = program_command(config, program, &args, Some(reader.as_raw_fd()));
     command.stdin(Stdio::piped());
-    let child = command.spawn().map_err(spawn_failed)?;
+    let mut child = command.spawn().map_err(spawn_failed)?;
     // The interpreter holds its own copy as fd 3.
     drop(reader);
-    Ok(Prestarted { program: program.to_owned(), child, control })
+    // Nothing is written before the program comes; its cap comes with it.
+    let watch = Watch::start(&mut child, 0);
+    Ok(Prestarted { program: program.to_owned(), child, control, watch })
 }
 
 impl Prestarted {
@@ -99,7 +102,9 @@ impl Prestarted {
         // Taken now, not before the interpreter started, so that what the
         // runner took in since (the delivery) is not the program's; the
         // interpreter is, as a cold program's is.
-        let baseline = Baseline::now().counting(procs::usage(std::process::id()).rss_bytes);
+        // The interpreter is the runner's only child: its own stat is enough.
+        let baseline = Baseline::now().counting(procs::resident_bytes(self.child.id()));
+        self.watch.set_cap(config.max_output_bytes);
         let env: Vec<[&str; 2]> = config.env.iter().map(|(k, v)| [k.as_str(), v.as_str()]).collect();
         let message = serde_json::json!({ "argv": config.command.get(1..).unwrap_or_default(), "env": env });
         let started = Instant::now();
@@ -108,7 +113,7 @@ impl Prestarted {
         if self.control.write_all(message.to_string().as_bytes()).is_err() {
             return Err(self.discard(stdin));
         }
-        let Prestarted { mut child, control, .. } = self;
+        let Prestarted { mut child, control, watch, .. } = self;
         drop(control);
         if let Some(mut pipe) = child.stdin.take() {
             if let Some(mut file) = stdin {
@@ -119,7 +124,7 @@ impl Prestarted {
                 });
             }
         }
-        Ok(supervise_to_end(child, config, baseline, started))
+        Ok(supervise_to_end(child, watch, config, baseline, started))
     }
 
     /// Kills the waiting interpreter; gives `stdin` back for a fresh start.

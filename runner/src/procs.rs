@@ -73,6 +73,15 @@ pub fn usage(root: u32) -> Usage {
     }
 }
 
+/// The resident memory of one process (zero if it is gone): one file read,
+/// where [`usage`] reads every process's.
+pub fn resident_bytes(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(pid, &stat))
+        .map_or(0, |p| p.rss_pages * page_size())
+}
+
 /// SIGKILLs every descendant of `root` and reaps them, until none is left or
 /// `within` has passed. Processes forked between two passes (a fork bomb)
 /// are caught by the next pass; each pass only kills, so the tree shrinks.

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::capture::{drain, to_text, SharedCapture};
+use crate::capture::{drain, to_text, Captured, SharedCapture};
 use crate::protocol::RunResult;
 use crate::{memory, procs};
 
@@ -17,9 +17,10 @@ use crate::{memory, procs};
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often the program is checked for exit, deadline and memory.
 const POLL: Duration = Duration::from_millis(5);
-/// The runner's own tasks: its main thread, the two stream readers and the
-/// thread that feeds stdin to a program started ahead.
-const RUNNER_TASKS: usize = 4;
+/// The runner's own tasks: its main thread, the two stream readers, the
+/// thread that waits for the program's exit and the one that feeds stdin
+/// to a program started ahead.
+const RUNNER_TASKS: usize = 5;
 /// The kernel counts short-lived tasks a 5 ms sample misses: a bash fork
 /// bomb had forks refused for seconds while samples stayed under the limit.
 /// So the runner acts within an eighth of it.
@@ -111,7 +112,10 @@ pub fn run_with_stdin(config: &RunConfig, stdin: Stdio) -> Finished {
     let baseline = Baseline::now();
     let started = Instant::now();
     match command.spawn() {
-        Ok(child) => supervise_to_end(child, config, baseline, started),
+        Ok(mut child) => {
+            let watch = Watch::start(&mut child, config.max_output_bytes);
+            supervise_to_end(child, watch, config, baseline, started)
+        }
         Err(e) => failed_to_start(format!("could not start {program:?}: {e}")),
     }
 }
@@ -189,17 +193,53 @@ pub(crate) fn program_command(
 /// The fd a program started ahead reads its go message from.
 pub(crate) const CONTROL_FD: std::os::fd::RawFd = 3;
 
-/// Captures the started program's output, holds it to its limits until it
-/// ends and turns what happened into the result. `started` is when the
-/// program (not its interpreter) started: its timeout runs from there.
-pub(crate) fn supervise_to_end(mut child: Child, config: &RunConfig, baseline: Baseline, started: Instant) -> Finished {
+/// The threads that read a started process's output and say when it has
+/// exited. Threads take milliseconds to start under gVisor, so a process
+/// started ahead gets them ahead too.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    stdout: (SharedCapture, mpsc::Receiver<()>),
+    stderr: (SharedCapture, mpsc::Receiver<()>),
+    exited: mpsc::Receiver<()>,
+}
+
+impl Watch {
+    /// Starts reading `child`'s stdout and stderr, keeping `cap` bytes of
+    /// each, and waiting for its exit.
+    pub(crate) fn start(child: &mut Child, cap: usize) -> Self {
+        Self {
+            stdout: spawn_drain(child.stdout.take(), cap),
+            stderr: spawn_drain(child.stderr.take(), cap),
+            exited: exit_signal(child.id()),
+        }
+    }
+
+    /// How much of each stream to keep.
+    pub(crate) fn set_cap(&self, cap: usize) {
+        for (shared, _) in [&self.stdout, &self.stderr] {
+            if let Ok(mut captured) = shared.lock() {
+                captured.cap = cap;
+            }
+        }
+    }
+}
+
+/// Holds the started program to its limits until it ends and turns what
+/// happened into the result. `started` is when the program (not its
+/// interpreter) started: its timeout runs from there.
+pub(crate) fn supervise_to_end(
+    child: Child,
+    watch: Watch,
+    config: &RunConfig,
+    baseline: Baseline,
+    started: Instant,
+) -> Finished {
     let Baseline { oom_before, memory } = baseline;
     let cap = config.max_output_bytes;
-    let (stdout, stdout_done) = spawn_drain(child.stdout.take(), cap);
-    let (stderr, stderr_done) = spawn_drain(child.stderr.take(), cap);
+    let Watch { stdout: (stdout, stdout_done), stderr: (stderr, stderr_done), exited } = watch;
 
     // Reaped by `supervise` with waitpid(-1), which also collects orphans.
-    let outcome = supervise(child.id(), config, memory, started);
+    let outcome = supervise(child.id(), config, memory, started, &exited);
     let duration = started.elapsed();
     // Nothing the program started outlives it: once every process is gone,
     // nothing can write into the pipes (or anywhere else) after the frame.
@@ -271,12 +311,12 @@ pub fn failed_to_start(message: String) -> Finished {
 }
 
 fn spawn_drain(pipe: Option<impl std::io::Read + Send + 'static>, cap: usize) -> (SharedCapture, mpsc::Receiver<()>) {
-    let shared = SharedCapture::default();
+    let shared = SharedCapture::new(std::sync::Mutex::new(Captured { cap, ..Default::default() }));
     let (done_tx, done_rx) = mpsc::channel();
     if let Some(pipe) = pipe {
         let into = shared.clone();
         thread::spawn(move || {
-            drain(pipe, cap, &into);
+            drain(pipe, &into);
             let _ = done_tx.send(());
         });
     }
@@ -294,15 +334,25 @@ struct Outcome {
 
 /// Waits for the program's main process; kills all of its processes at the
 /// deadline, or when together they pass the memory or process limit.
-fn supervise(main: u32, config: &RunConfig, memory: memory::Source, started: Instant) -> Outcome {
+fn supervise(
+    main: u32,
+    config: &RunConfig,
+    memory: memory::Source,
+    started: Instant,
+    exited: &mpsc::Receiver<()>,
+) -> Outcome {
     let deadline = started + config.timeout;
     let me = std::process::id();
     let mut outcome =
         Outcome { status: None, timed_out: false, over_memory: false, over_processes: false, peak_rss: 0 };
+    // The first sample waits one interval (the program has only just
+    // started), and none is taken once the main process has exited: a
+    // sample takes milliseconds under gVisor.
+    let mut sample = false;
     loop {
         // Sampled before reaping, so orphans that died since the last pass
         // still count as the tasks the kernel counts until they are reaped.
-        if config.memory_limit_bytes > 0 || config.max_processes > 0 {
+        if sample && (config.memory_limit_bytes > 0 || config.max_processes > 0) {
             let usage = procs::usage(me);
             let bytes = memory.program_bytes(usage.rss_bytes);
             outcome.peak_rss = outcome.peak_rss.max(bytes);
@@ -330,8 +380,33 @@ fn supervise(main: u32, config: &RunConfig, memory: memory::Source, started: Ins
             });
             return outcome;
         }
-        thread::sleep((deadline - now).min(POLL));
+        let wait = (deadline - now).min(POLL);
+        // Woken as soon as the main process exits, rather than at the
+        // next sample; without the waiter, a plain sleep.
+        sample = match exited.recv_timeout(wait) {
+            Ok(()) => false,
+            Err(mpsc::RecvTimeoutError::Timeout) => true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                thread::sleep(wait);
+                true
+            }
+        };
     }
+}
+
+/// Says when `main` has exited, without reaping it (`WNOWAIT`): the
+/// supervisor reaps it, with the orphans.
+fn exit_signal(main: u32) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    thread::spawn(move || {
+        // SAFETY: waitid writes only into `info`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::waitid(libc::P_PID, main, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            let _ = tx.send(());
+        }
+    });
+    rx
 }
 
 fn peak_child_rss() -> Option<u64> {
