@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local cluster's gateway API keys: generated once under the state dir
-# (two tenants, plus a slow key for rate-limit tests), then kept. Prints the
+# (two tenants; a slow key for rate-limit tests; a neighbour key that shares
+# a namespace with another), then kept. Prints the
 # keys file's path. hack/gateway.sh runs the host gateway with it;
 # hack/install.sh puts it into the in-cluster gateway's Secret.
 #   hack/gateway-keys.sh
@@ -9,7 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
-if [[ ! -s $gateway_keys ]]; then
+# A file from before the neighbour key is made again.
+if [[ ! -s $gateway_keys ]] || ! grep -q 'name: neighbour' "$gateway_keys"; then
   mkdir -p "$(dirname "$gateway_keys")"
   umask 077
   cat > "$gateway_keys" <<KEYS
@@ -17,6 +19,7 @@ keys:
   - {name: demo, token: $(token), namespace: sandrun-demo, requestsPerSecond: 50, burst: 400}
   - {name: other, token: $(token), namespace: sandrun-other, requestsPerSecond: 50, burst: 100}
   - {name: slow, token: $(token), namespace: sandrun-other, requestsPerSecond: 1, burst: 3}
+  - {name: neighbour, token: $(token), namespace: sandrun-other, requestsPerSecond: 50, burst: 100}
 KEYS
 fi
 echo "$gateway_keys"

@@ -10,6 +10,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::executions::TENANT_LABEL;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -54,6 +55,14 @@ impl std::fmt::Debug for Tenant {
 }
 
 impl Tenant {
+    /// Whether `execution` is this key's: created through it (the tenant
+    /// label) in its namespace. Keys that share a namespace see none of
+    /// each other's runs, nor runs made there with kubectl.
+    pub fn owns(&self, execution: &sandrun_crds::Execution) -> bool {
+        execution.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+            && execution.metadata.labels.as_ref().and_then(|l| l.get(TENANT_LABEL)) == Some(&self.name)
+    }
+
     /// Takes one token from the key's bucket, or says when to come back.
     pub fn charge(&self) -> Result<(), ApiError> {
         self.limiter.check().map_err(|not_until| {
@@ -78,13 +87,24 @@ pub enum KeysError {
     WeakToken(String),
     #[error("two keys share a token ({0:?} and {1:?})")]
     Duplicate(String, String),
+    #[error("two keys are named {0:?}: the name is whose runs are whose")]
+    DuplicateName(String),
+    #[error("key name {0:?} is not a label value (1 to 63 of a-z, A-Z, 0-9, -, _ and ., alphanumeric at both ends)")]
+    BadName(String),
 }
 
 impl Keys {
     pub fn from_yaml(text: &str) -> Result<Self, KeysError> {
         let file: KeyFile = serde_yaml::from_str(text)?;
         let mut by_token = HashMap::new();
+        let mut names = std::collections::HashSet::new();
         for entry in file.keys {
+            if !is_label_value(&entry.name) {
+                return Err(KeysError::BadName(entry.name));
+            }
+            if !names.insert(entry.name.clone()) {
+                return Err(KeysError::DuplicateName(entry.name));
+            }
             if entry.token.len() < 16 {
                 return Err(KeysError::WeakToken(entry.name));
             }
@@ -117,6 +137,15 @@ impl Keys {
     }
 }
 
+/// A Kubernetes label value, which a key's name becomes on its runs.
+fn is_label_value(text: &str) -> bool {
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    (1..=63).contains(&text.len())
+        && ends(text.chars().next())
+        && ends(text.chars().last())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// The WebSocket subprotocol the gateway speaks, and answers with.
 pub const WS_PROTOCOL: &str = "sandrun.v1";
 /// A WebSocket subprotocol that carries the key, base64url-encoded without
@@ -131,7 +160,7 @@ pub const WS_BEARER_PREFIX: &str = "sandrun.bearer.";
 /// Browsers should use the subprotocol: a URL with a key in it ends up in
 /// proxy and ingress access logs, browser history and developer tools,
 /// where a request header does not. The query parameter stays for the
-/// clients that already use it.
+/// WebSocket clients that already use it, and is read nowhere else.
 pub fn bearer(parts: &Parts) -> Option<String> {
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) {
@@ -140,8 +169,14 @@ pub fn bearer(parts: &Parts) -> Option<String> {
     if let Some(token) = subprotocol_bearer(parts) {
         return Some(token);
     }
+    if parts.uri.path() != WS_PATH {
+        return None;
+    }
     parts.uri.query()?.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(str::to_owned)
 }
+
+/// The one route where a key may come in the query string.
+pub const WS_PATH: &str = "/v1/ws";
 
 fn subprotocol_bearer(parts: &Parts) -> Option<String> {
     use base64::Engine as _;
@@ -160,6 +195,27 @@ mod tests {
     use super::*;
 
     const KEYS: &str = "keys:\n  - {name: a, token: aaaaaaaaaaaaaaaa, namespace: team-a, requestsPerSecond: 1, burst: 2}\n  - {name: b, token: bbbbbbbbbbbbbbbb, namespace: team-b}\n";
+
+    #[test]
+    fn a_key_owns_the_runs_made_through_it_in_its_namespace_only() {
+        let keys = Keys::from_yaml(KEYS).unwrap();
+        let a = keys.lookup("aaaaaaaaaaaaaaaa").unwrap();
+        let run = |namespace: &str, tenant: Option<&str>| {
+            let mut e = sandrun_crds::Execution::new("run-1", Default::default());
+            e.metadata.namespace = Some(namespace.into());
+            e.metadata.labels = tenant.map(|t| [(TENANT_LABEL.to_owned(), t.to_owned())].into());
+            e
+        };
+        let cases = [
+            ("its own", run("team-a", Some("a")), true),
+            ("another key's in the same namespace", run("team-a", Some("b")), false),
+            ("made with kubectl, no label", run("team-a", None), false),
+            ("its name, another namespace", run("team-b", Some("a")), false),
+        ];
+        for (case, execution, want) in cases {
+            assert_eq!(a.owns(&execution), want, "{case}");
+        }
+    }
 
     #[test]
     fn tokens_map_to_namespaces() {
@@ -193,7 +249,7 @@ mod tests {
         let encoded = "a2V5L3dpdGgrb2RkPWNoYXJz";
         // uri, headers, the key found
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
-        let cases: [Case; 7] = [
+        let cases: [Case; 9] = [
             ("/v1/ws", &[("authorization", "Bearer from-header")], Some("from-header")),
             (
                 "/v1/ws",
@@ -211,6 +267,8 @@ mod tests {
             ("/v1/ws", &[("sec-websocket-protocol", "sandrun.v1, sandrun.bearer.not*base64")], None),
             ("/v1/ws", &[("sec-websocket-protocol", "sandrun.v1")], None),
             ("/v1/ws?access_token=from-query", &[], Some("from-query")),
+            ("/v1/executions?access_token=from-query", &[], None),
+            ("/v1/executions/run-1?access_token=from-query", &[], None),
             (
                 "/v1/ws?access_token=from-query",
                 &[("authorization", "Bearer from-header"), ("sec-websocket-protocol", "sandrun.bearer.eA")],
@@ -234,6 +292,16 @@ mod tests {
         ));
         let dup = "keys:\n  - {name: x, token: cccccccccccccccc, namespace: n}\n  - {name: y, token: cccccccccccccccc, namespace: m}\n";
         assert!(matches!(Keys::from_yaml(dup), Err(KeysError::Duplicate(_, _))));
+        let same_name = "keys:\n  - {name: x, token: cccccccccccccccc, namespace: n}\n  - {name: x, token: dddddddddddddddd, namespace: n}\n";
+        assert!(matches!(Keys::from_yaml(same_name), Err(KeysError::DuplicateName(_))));
+        for name in ["", "has space", "-dash", "dot.", &"n".repeat(64), "caf\u{e9}"] {
+            let file = format!("keys:\n  - {{name: {name:?}, token: cccccccccccccccc, namespace: n}}\n");
+            assert!(matches!(Keys::from_yaml(&file), Err(KeysError::BadName(_))), "{name:?}");
+        }
+        for name in ["a", "team-a_1.x", &"n".repeat(63)] {
+            let file = format!("keys:\n  - {{name: {name:?}, token: cccccccccccccccc, namespace: n}}\n");
+            assert!(Keys::from_yaml(&file).is_ok(), "{name:?}");
+        }
         assert!(Keys::from_yaml("keys: [{name: x}]").is_err());
     }
 }

@@ -34,17 +34,26 @@ pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) 
     created.map_err(ApiError::from_kube)
 }
 
-/// The Execution as the watch has it, or from the API server when the
-/// watch has not caught up yet (right after a create).
-pub async fn fetch(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Execution>, ApiError> {
+/// The key's Execution as the watch has it, or from the API server when
+/// the watch has not caught up yet (right after a create). Another key's
+/// run is not found, exactly as a run that does not exist.
+pub async fn fetch(state: &AppState, tenant: &Tenant, id: &str) -> Result<Arc<Execution>, ApiError> {
     // Checked before the id becomes part of an API server URL, where
     // `a/status`, `a?b` or `../x` would address something else.
     if !is_object_name(id) {
         return Err(ApiError::no_execution(id));
     }
-    if let Some(found) = state.hub.get(namespace, id) {
-        return Ok(found);
+    let found = match state.hub.get(&tenant.namespace, id) {
+        Some(found) => found,
+        None => fetch_from_api(state, &tenant.namespace, id).await?,
+    };
+    match tenant.owns(&found) {
+        true => Ok(found),
+        false => Err(ApiError::no_execution(id)),
     }
+}
+
+async fn fetch_from_api(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Execution>, ApiError> {
     let api: Api<Execution> = Api::namespaced(state.client.clone(), namespace);
     match api.get_opt(id).await {
         Ok(Some(found)) => Ok(Arc::new(found)),
@@ -54,9 +63,10 @@ pub async fn fetch(state: &AppState, namespace: &str, id: &str) -> Result<Arc<Ex
     }
 }
 
-/// Marks the Execution for the operator to stop; it ends as `cancelled`.
-pub async fn cancel(state: &AppState, namespace: &str, id: &str) -> Result<Execution, ApiError> {
-    let api: Api<Execution> = Api::namespaced(state.client.clone(), namespace);
+/// Marks the key's Execution (already [`fetch`]ed) for the operator to
+/// stop; it ends as `cancelled`.
+pub async fn cancel(state: &AppState, tenant: &Tenant, id: &str) -> Result<Execution, ApiError> {
+    let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {CANCEL_ANNOTATION: "true"}}});
     api.patch(id, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ApiError::from_kube)
 }

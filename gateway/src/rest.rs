@@ -94,7 +94,7 @@ pub async fn get(
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    let execution = fetch(&state, &tenant.namespace, &id).await?;
+    let execution = fetch(&state, &tenant, &id).await?;
     Ok(Json(view(&execution)))
 }
 
@@ -126,7 +126,8 @@ pub async fn list(
         }
         None => 0,
     };
-    let mut all: Vec<ExecutionView> = state.hub.in_namespace(&tenant.namespace).iter().map(|e| view(e)).collect();
+    let mut all: Vec<ExecutionView> =
+        state.hub.in_namespace(&tenant.namespace).iter().filter(|e| tenant.owns(e)).map(|e| view(e)).collect();
     all.retain(|v| wanted.is_none_or(|w| v.status == w));
     // Newest first; the id breaks ties so pages are stable.
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
@@ -151,11 +152,11 @@ pub async fn cancel(
     tenant: Tenant,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let current = fetch(&state, &tenant.namespace, &id).await?;
+    let current = fetch(&state, &tenant, &id).await?;
     if is_final(&current) {
         return Ok((StatusCode::OK, Json(view(&current))).into_response());
     }
-    let patched = executions::cancel(&state, &tenant.namespace, &id).await?;
+    let patched = executions::cancel(&state, &tenant, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&patched))).into_response())
 }
 

@@ -25,7 +25,7 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
     let api = Router::new()
         .route("/v1/executions", get(rest::list).post(rest::submit))
         .route("/v1/executions/{id}", get(rest::get).delete(rest::cancel))
-        .route("/v1/ws", get(ws::upgrade))
+        .route(crate::auth::WS_PATH, get(ws::upgrade))
         .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         // Before CORS, so that preflights still reach the CORS layer.

@@ -204,6 +204,51 @@ async fn error_answers() {
     }
 }
 
+/// The key, not the namespace, is the boundary: `neighbour` shares
+/// `other`'s namespace and still cannot see, list, follow or cancel its runs.
+#[tokio::test]
+async fn keys_sharing_a_namespace_see_none_of_each_others_runs() {
+    let gw = Gateway::from_env();
+    let (owner, neighbour) = (gw.key("other"), gw.key("neighbour"));
+    assert_eq!(owner.namespace, neighbour.namespace, "the keys file must put both keys in one namespace");
+    let sleeper = json!({"language": "bash", "code": "sleep 20; echo mine"});
+    let theirs: ExecutionView =
+        post(&gw, &owner.token, "/v1/executions", &sleeper).await.json().await.expect("submitted");
+    let url = format!("{}/v1/executions/{}", gw.url, theirs.id);
+
+    let peek = gw.http().get(&url).bearer_auth(&neighbour.token).send().await.unwrap();
+    assert_eq!(peek.status(), 404, "get");
+    assert_eq!(error_of(peek).await.error.code, "not_found");
+    let cancel = gw.http().delete(&url).bearer_auth(&neighbour.token).send().await.unwrap();
+    assert_eq!(cancel.status(), 404, "cancel");
+    let listed: sandrun_api::ExecutionList = gw.get_json(&neighbour.token, "/v1/executions?limit=500").await;
+    assert!(listed.items.iter().all(|e| e.id != theirs.id), "the neighbour's list shows the run");
+    let mut socket = gw.connect(&neighbour.token).await.unwrap();
+    send_json(&mut socket, json!({"type": "subscribe", "id": theirs.id})).await;
+    match next_message(&mut socket, Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { error, .. }) => assert_eq!(error.code, "not_found"),
+        other => panic!("subscribe: {other:?}"),
+    }
+    // Nothing of the run reaches the neighbour's socket as it goes on.
+    if let Some(message) = next_message(&mut socket, Duration::from_secs(3)).await {
+        panic!("the neighbour heard about the run: {message:?}");
+    }
+
+    // The owner still has it, and it was never cancelled.
+    let mine: sandrun_api::ExecutionList = gw.get_json(&owner.token, "/v1/executions?limit=500").await;
+    assert!(mine.items.iter().any(|e| e.id == theirs.id), "the owner's list lacks its run");
+    let deadline = std::time::Instant::now() + FINAL_WITHIN;
+    loop {
+        let current: ExecutionView = gw.get_json(&owner.token, &theirs.links.self_).await;
+        if current.status.is_final() {
+            assert_eq!((current.status, current.stdout.as_deref()), (State::Succeeded, Some("mine\n")));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never finished: {current:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A second gateway process, stopped when dropped.
 struct SecondGateway(std::process::Child);
 

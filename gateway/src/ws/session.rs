@@ -193,7 +193,7 @@ impl Session {
                 Ok(()) => {
                     // Followed before its state is read, so that no change in between is lost.
                     self.follower.follow(&self.tenant.namespace, &id);
-                    match fetch(&self.state, &self.tenant.namespace, &id).await {
+                    match fetch(&self.state, &self.tenant, &id).await {
                         Ok(current) => self.answer(&update(&current)).await,
                         Err(e) => {
                             self.follower.unfollow(&self.tenant.namespace, &id);
@@ -208,6 +208,11 @@ impl Session {
 
     /// A change of an Execution it follows.
     fn push_change(&self, change: &Change) {
+        // A subscribe follows before it checks whose run it is: a change
+        // queued meanwhile for another key's run is dropped here.
+        if !self.tenant.owns(&change.execution) {
+            return;
+        }
         // Encoded once by the hub for every socket: a clone shares the bytes.
         if let Some(text) = &change.message {
             self.queue_push(Message::Text(text.clone()));
@@ -216,7 +221,7 @@ impl Session {
 
     fn resend_all(&self) {
         for id in self.follower.following(&self.tenant.namespace) {
-            if let Some(current) = self.state.hub.get(&self.tenant.namespace, id) {
+            if let Some(current) = self.state.hub.get(&self.tenant.namespace, id).filter(|e| self.tenant.owns(e)) {
                 self.push(&current);
             }
         }
