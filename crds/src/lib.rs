@@ -6,6 +6,7 @@
 //! operator, gateway and tests all speak through them.
 
 mod pool;
+pub mod quantity;
 mod spec;
 mod status;
 

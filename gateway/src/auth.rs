@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::executions::TENANT_LABEL;
+use crate::policy::{default_max_active, Policy, PolicyError};
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,6 +31,32 @@ pub struct KeyEntry {
     pub requests_per_second: u32,
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// What runs this key may start (see [`Policy`]).
+    #[serde(default = "default_max_active")]
+    pub max_active: usize,
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub max_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub max_memory: Option<String>,
+    #[serde(default)]
+    pub max_cpu: Option<String>,
+    #[serde(default)]
+    pub max_output_bytes: Option<u32>,
+}
+
+impl KeyEntry {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_active: self.max_active,
+            images: self.images.clone(),
+            max_timeout_seconds: self.max_timeout_seconds,
+            max_memory: self.max_memory.clone(),
+            max_cpu: self.max_cpu.clone(),
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
 }
 
 fn default_rate() -> u32 {
@@ -45,6 +72,7 @@ fn default_burst() -> u32 {
 pub struct Tenant {
     pub name: String,
     pub namespace: String,
+    pub policy: Arc<Policy>,
     limiter: Arc<DefaultDirectRateLimiter>,
 }
 
@@ -89,6 +117,8 @@ pub enum KeysError {
     Duplicate(String, String),
     #[error("two keys are named {0:?}: the name is whose runs are whose")]
     DuplicateName(String),
+    #[error("key {0:?}: {1}")]
+    Policy(String, PolicyError),
     #[error("key name {0:?} is not a label value (1 to 63 of a-z, A-Z, 0-9, -, _ and ., alphanumeric at both ends)")]
     BadName(String),
 }
@@ -112,9 +142,12 @@ impl Keys {
             else {
                 return Err(KeysError::ZeroRate(entry.name));
             };
+            let policy = entry.policy();
+            policy.validate().map_err(|e| KeysError::Policy(entry.name.clone(), e))?;
             let tenant = Tenant {
                 name: entry.name.clone(),
                 namespace: entry.namespace,
+                policy: Arc::new(policy),
                 limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
             };
             if let Some(other) = by_token.insert(entry.token, tenant) {

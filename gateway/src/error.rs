@@ -27,6 +27,10 @@ pub enum ApiError {
     UpgradeRequired(String),
     #[error("rate limit exceeded; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("{message}")]
+    Forbidden { field: String, message: String },
+    #[error("this key has {limit} runs not yet finished, its most; submit again when one finishes")]
+    TooManyActive { limit: usize },
     #[error("the Kubernetes API rejected the execution: {0}")]
     Rejected(String),
     #[error("the Kubernetes API is unavailable: {0}")]
@@ -56,7 +60,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyActive { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -71,6 +76,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::TooManyActive { .. } => "too_many_active",
             ApiError::Rejected(_) => "rejected",
             ApiError::Unavailable(_) => "unavailable",
         }
@@ -78,7 +85,7 @@ impl ApiError {
 
     pub fn field(&self) -> Option<&str> {
         match self {
-            ApiError::Invalid { field, .. } => Some(field),
+            ApiError::Invalid { field, .. } | ApiError::Forbidden { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -149,6 +156,9 @@ impl IntoResponse for ApiError {
                 if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     headers.insert(header::RETRY_AFTER, value);
                 }
+            }
+            ApiError::TooManyActive { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -19,9 +19,17 @@ use crate::state::AppState;
 pub const TENANT_LABEL: &str = "sandrun.dev/tenant";
 const FIELD_MANAGER: &str = "sandrun-gateway";
 
-/// Creates the Execution in the tenant's namespace.
+/// Creates the Execution in the tenant's namespace, if the key's policy
+/// allows the run and the key has room for one more.
 pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) -> Result<Execution, ApiError> {
     let mut spec = to_spec(request)?;
+    tenant.policy.check(&spec)?;
+    // Counted on this replica's watch: runs created in the last moments
+    // may be missing, so a burst can pass the cap by what the watch lags.
+    let active = state.hub.in_namespace(&tenant.namespace).iter().filter(|e| tenant.owns(e) && !is_final(e)).count();
+    if active >= tenant.policy.max_active {
+        return Err(ApiError::TooManyActive { limit: tenant.policy.max_active });
+    }
     spec.ttl_seconds_after_finished = Some(state.execution_ttl_seconds);
     let mut execution = Execution::new("", spec);
     execution.metadata.name = None;

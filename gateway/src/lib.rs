@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod policy;
 pub mod rest;
 pub mod router;
 pub mod shutdown;

@@ -49,8 +49,10 @@ pub struct ListQuery {
         (status = 202, description = "Accepted: queued, or still running when `wait` ran out", body = ExecutionView),
         (status = 200, description = "Finished within `wait`", body = ExecutionView),
         (status = 400, description = "Malformed JSON, a body that is not JSON, or an unknown query parameter", body = ErrorBody),
+        (status = 403, description = "An `image` this key may not run (`forbidden`, field `image`)", body = ErrorBody),
         (status = 413, description = "Body over the gateway's limit", body = ErrorBody),
-        (status = 422, description = "Invalid request, `field` names the culprit; or refused by the API server", body = ErrorBody),
+        (status = 422, description = "Invalid request, or a limit over this key's cap: `field` names the culprit; or refused by the API server", body = ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`), or this key already has its most runs not yet finished (`too_many_active`); see Retry-After", body = ErrorBody),
         (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn submit(

@@ -20,7 +20,6 @@ mod leader;
 mod metrics;
 mod objects;
 mod pool;
-mod quantity;
 mod reconcile;
 mod status;
 mod store;

@@ -20,9 +20,9 @@ use crate::labels::{
     child_labels, child_name, inputs_name, pod_labels, INSTALL_CONTAINER, MANAGED_BY, MANAGED_BY_KEY,
     NETWORK_POLICY_NAME, ROLE_EXECUTION, ROLE_KEY, RUN_CONTAINER, TERMINATION_MESSAGE_PATH,
 };
-use crate::quantity::memory_bytes;
 use crate::text::unsafe_for_apply;
 use crate::validate::Program;
+use sandrun_crds::quantity::memory_bytes;
 
 /// The unprivileged user every execution runs as (the images' `sandbox` user).
 pub const SANDBOX_UID: i64 = 65532;

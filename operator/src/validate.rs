@@ -4,7 +4,7 @@
 use sandrun_crds::{ExecutionSpec, MAX_SOURCE_FILES};
 
 use crate::config::{OperatorConfig, ENTRY_PLACEHOLDER};
-use crate::quantity::memory_bytes;
+use sandrun_crds::quantity::memory_bytes;
 
 /// What to run: image and full argv, after language defaults are applied.
 #[derive(Debug, Clone, PartialEq)]

@@ -249,6 +249,84 @@ async fn keys_sharing_a_namespace_see_none_of_each_others_runs() {
     }
 }
 
+/// `capped` may run no image, no run over its caps, and two at a time.
+#[tokio::test]
+async fn a_key_is_held_to_its_policy() {
+    let gw = Gateway::from_env();
+    let capped = gw.key("capped").token;
+    let refusals = [
+        (
+            "an image",
+            json!({"image": "localhost/sandrun-python:bookworm", "command": ["true"]}),
+            403,
+            "forbidden",
+            "image",
+        ),
+        (
+            "memory over the cap",
+            json!({"language": "bash", "code": "true", "limits": {"memory": "1Gi"}}),
+            422,
+            "invalid_request",
+            "limits.memory",
+        ),
+        (
+            "a timeout over the cap",
+            json!({"language": "bash", "code": "true", "limits": {"timeoutSeconds": 31}}),
+            422,
+            "invalid_request",
+            "limits.timeoutSeconds",
+        ),
+        (
+            "output over the cap",
+            json!({"language": "bash", "code": "true", "limits": {"maxOutputBytes": 65537}}),
+            422,
+            "invalid_request",
+            "limits.maxOutputBytes",
+        ),
+    ];
+    for (case, body, status, code, field) in refusals {
+        let response = post(&gw, &capped, "/v1/executions", &body).await;
+        assert_eq!(response.status(), status, "{case}");
+        let error = error_of(response).await.error;
+        assert_eq!((error.code.as_str(), error.field.as_deref()), (code, Some(field)), "{case}: {}", error.message);
+    }
+
+    // Two at a time: the third is refused while two sleep, and taken once one is done.
+    let sleeper = json!({"language": "bash", "code": "sleep 8", "limits": {"timeoutSeconds": 30}});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = post(&gw, &capped, "/v1/executions", &sleeper).await;
+        assert_eq!(response.status(), 202);
+        ids.push(response.json::<ExecutionView>().await.unwrap().id);
+    }
+    // The count comes off this replica's watch: give it a moment to see both.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let third = post(&gw, &capped, "/v1/executions", &sleeper).await;
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().get("retry-after").is_some());
+    assert_eq!(error_of(third).await.error.code, "too_many_active");
+    let mut socket = gw.connect(&capped).await.unwrap();
+    let mut execute = sleeper.clone();
+    execute["type"] = json!("execute");
+    send_json(&mut socket, execute).await;
+    match next_message(&mut socket, Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { error, .. }) => assert_eq!(error.code, "too_many_active"),
+        other => panic!("execute over the cap: {other:?}"),
+    }
+    let cancel = gw.http().delete(format!("{}/v1/executions/{}", gw.url, ids[0])).bearer_auth(&capped).send().await;
+    assert_eq!(cancel.unwrap().status(), 202);
+    let deadline = std::time::Instant::now() + FINAL_WITHIN;
+    loop {
+        let response = post(&gw, &capped, "/v1/executions", &json!({"language": "bash", "code": "true"})).await;
+        if response.status() == 202 {
+            break;
+        }
+        assert_eq!(response.status(), 429, "only the cap may refuse it");
+        assert!(std::time::Instant::now() < deadline, "a slot never came back after a cancel");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A second gateway process, stopped when dropped.
 struct SecondGateway(std::process::Child);
 

@@ -15,8 +15,8 @@ use crate::labels::{
     fnv1a, MANAGED_BY, MANAGED_BY_KEY, POOL_KEY, PROFILE_KEY, ROLE_EXECUTION, ROLE_KEY, TERMINATION_MESSAGE_PATH,
 };
 use crate::objects::{max_file_bytes, program_env, sandbox_pod, Sandbox, BIN_DIR, WORKDIR};
-use crate::quantity::cpu_millis;
 use crate::validate::{self, Program, SpecError};
+use sandrun_crds::quantity::cpu_millis;
 
 /// What every pod of a pool is: enough to tell whether a run fits, and to
 /// notice when the pool's spec changed under pods started before.

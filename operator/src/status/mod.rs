@@ -8,9 +8,9 @@ use sandrun_crds::{condition_types, reasons, Execution, ExecutionStatus, Phase, 
 use sandrun_runner::{parse_frame, RunResult};
 
 use crate::labels::{INSTALL_CONTAINER, RUN_CONTAINER};
-use crate::quantity::memory_bytes;
 use crate::store::{JobRecord, PodRecord};
 use crate::text::{apply_safe, truncate_at_char};
+use sandrun_crds::quantity::memory_bytes;
 
 mod warm;
 pub use warm::{bound, from_stream, undelivered, waiting_for_program, warm_start_failed};

@@ -1,4 +1,5 @@
-//! Just enough of Kubernetes quantities to compare memory against a limit.
+//! Just enough of Kubernetes quantities to compare memory and CPU against
+//! a limit (the operator, and the gateway's per-key limits).
 
 /// Bytes in a memory quantity such as `256Mi`, `1G`, `512000` or `1.5Gi`.
 pub fn memory_bytes(quantity: &str) -> Option<u64> {
