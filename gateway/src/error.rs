@@ -33,7 +33,9 @@ pub enum ApiError {
     TooManyActive { limit: usize },
     #[error("the Kubernetes API rejected the execution: {0}")]
     Rejected(String),
-    #[error("the Kubernetes API is unavailable: {0}")]
+    /// The detail goes to the gateway's log, not to the client: it names
+    /// service accounts, URLs and namespaces.
+    #[error("the Kubernetes API is unavailable; try again shortly")]
     Unavailable(String),
 }
 
@@ -100,7 +102,10 @@ impl ApiError {
         match err {
             kube::Error::Api(status) if status.code == 422 || status.code == 400 => ApiError::Rejected(status.message),
             kube::Error::Api(status) if status.code == 413 => ApiError::PayloadTooLarge(status.message),
-            other => ApiError::Unavailable(other.to_string()),
+            other => {
+                tracing::warn!(error = %other, "the Kubernetes API failed a request");
+                ApiError::Unavailable(other.to_string())
+            }
         }
     }
 }
@@ -163,5 +168,20 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_cluster_is_a_503_that_tells_the_client_nothing_of_it() {
+        let inside = "executions.sandrun.dev is forbidden: User \"system:serviceaccount:sandrun-system:sandrun-gateway\"";
+        let status = kube::core::Status::failure(inside, "Forbidden").with_code(403);
+        let error = ApiError::from_kube(kube::Error::Api(status.boxed()));
+        assert_eq!((error.status(), error.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        let body = serde_json::to_string(&ErrorBody { error: error.detail() }).unwrap();
+        assert!(!body.contains("serviceaccount") && !body.contains("forbidden"), "{body}");
     }
 }

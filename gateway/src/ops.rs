@@ -14,7 +14,11 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
     match sandrun_telemetry::api_ready(&state.client).await {
         Ok(()) if state.hub.is_ready() => (StatusCode::OK, "ok\n".to_owned()),
         Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, "watch not synced yet\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        Err(why) => {
+            // The reason is for the gateway's log: this answer is public.
+            tracing::warn!(%why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "the Kubernetes API is not reachable\n".to_owned())
+        }
     }
 }
 
