@@ -199,6 +199,11 @@ pub enum ServerMessage {
     Update {
         execution: Box<ExecutionView>,
     },
+    /// The execution was deleted (its time to live passed, or someone
+    /// deleted it): no more updates come for it, and fetching it is a 404.
+    Gone {
+        id: String,
+    },
     Error {
         error: ErrorDetail,
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]

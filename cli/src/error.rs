@@ -62,6 +62,9 @@ pub enum Error {
     )]
     Disconnected { id: String, attempts: usize },
 
+    #[error("{id} was deleted before it finished")]
+    Deleted { id: String },
+
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
 }

@@ -74,7 +74,7 @@ pub async fn execute(
         match next_message(&mut socket, target.idle).await {
             Ok(ServerMessage::Accepted { id, .. }) => break id,
             Ok(ServerMessage::Error { error, .. }) => return Err(Error::Gateway { status: None, detail: error }),
-            Ok(ServerMessage::Update { .. }) => {}
+            Ok(ServerMessage::Update { .. } | ServerMessage::Gone { .. }) => {}
             Err(ended) => return Err(Error::LostBeforeAccepted { why: ended.to_string() }),
         }
     };
@@ -106,6 +106,9 @@ async fn follow(
                                 let _ = socket.close(None).await;
                                 return Ok(*execution);
                             }
+                        }
+                        ServerMessage::Gone { id: gone } if gone == id => {
+                            return Err(Error::Deleted { id: gone });
                         }
                         ServerMessage::Error { error, .. } => {
                             return Err(Error::Gateway { status: None, detail: error });

@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn a_failing_cluster_is_a_503_that_tells_the_client_nothing_of_it() {
-        let inside = "executions.sandrun.dev is forbidden: User \"system:serviceaccount:sandrun-system:sandrun-gateway\"";
+        let inside =
+            "executions.sandrun.dev is forbidden: User \"system:serviceaccount:sandrun-system:sandrun-gateway\"";
         let status = kube::core::Status::failure(inside, "Forbidden").with_code(403);
         let error = ApiError::from_kube(kube::Error::Api(status.boxed()));
         assert_eq!((error.status(), error.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));

@@ -114,6 +114,8 @@ pub async fn wait_final(
     while !is_final(&latest) {
         tokio::select! {
             received = follower.recv() => match received {
+                // Deleted while waited for: what was last seen is all there is.
+                Received::Change(change) if change.gone => break,
                 Received::Change(change) => latest = change.execution.clone(),
                 Received::Lagged => latest = state.hub.get(namespace, id).unwrap_or(latest),
             },

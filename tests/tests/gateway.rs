@@ -249,6 +249,34 @@ async fn keys_sharing_a_namespace_see_none_of_each_others_runs() {
     }
 }
 
+/// A followed run that is deleted is told as `gone`, and is then a 404.
+#[tokio::test]
+async fn a_deleted_run_is_told_gone() {
+    let gw = Gateway::from_env();
+    let key = gw.key("demo");
+    let mut socket = gw.connect(&key.token).await.unwrap();
+    send_json(&mut socket, json!({"type": "execute", "language": "bash", "code": "sleep 60"})).await;
+    let Some(ServerMessage::Accepted { id, .. }) = next_message(&mut socket, Duration::from_secs(10)).await else {
+        panic!("not accepted");
+    };
+    sandrun_e2e::kubectl(&["-n", &key.namespace, "delete", "execution", &id, "--wait=false"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match next_message(&mut socket, left).await {
+            Some(ServerMessage::Gone { id: gone }) => {
+                assert_eq!(gone, id);
+                break;
+            }
+            Some(ServerMessage::Update { execution }) => assert_eq!(execution.id, id),
+            other => panic!("waiting for gone: {other:?}"),
+        }
+    }
+    let url = format!("{}/v1/executions/{id}", gw.url);
+    let after = gw.http().get(&url).bearer_auth(&key.token).send().await.unwrap();
+    assert_eq!(after.status(), 404);
+}
+
 /// `capped` may run no image, no run over its caps, and two at a time.
 #[tokio::test]
 async fn a_key_is_held_to_its_policy() {

@@ -78,6 +78,7 @@ where
                 Ok(ServerMessage::Error { error, ref_ }) => Seen::Error { code: error.code, ref_ },
                 Ok(ServerMessage::Accepted { .. }) => Seen::Accepted,
                 Ok(ServerMessage::Update { execution }) => Seen::Update(execution.status),
+                Ok(ServerMessage::Gone { id }) => Seen::Other(format!("gone: {id}")),
                 Err(e) => Seen::Other(format!("text that is not a server message ({e}): {:.80}", text.as_str())),
             },
             Message::Close(frame) => Seen::Closed(frame.map(|f| u16::from(f.code))),

@@ -13,25 +13,36 @@ use crate::convert::view;
 /// An Execution as it changed, with the message that tells clients so.
 #[derive(Debug)]
 pub struct Change {
+    /// As it is now, or as it was last seen when it is gone.
     pub execution: Arc<Execution>,
-    /// The WebSocket `update` for it; a clone shares the bytes.
+    /// The WebSocket `update` (or `gone`) for it; a clone shares the bytes.
     pub message: Option<Utf8Bytes>,
+    /// It was deleted: nothing more will come for it.
+    pub gone: bool,
 }
 
 impl Change {
     pub fn new(execution: Arc<Execution>) -> Self {
         let message = update_message(&execution);
-        Self { execution, message }
+        Self { execution, message, gone: false }
+    }
+
+    pub fn gone(execution: Arc<Execution>) -> Self {
+        let message = ServerMessage::Gone { id: execution.metadata.name.clone().unwrap_or_default() };
+        Self { message: encode(&message), execution, gone: true }
     }
 }
 
 /// The WebSocket `update` message for an Execution.
 pub fn update_message(execution: &Execution) -> Option<Utf8Bytes> {
-    let message = ServerMessage::Update { execution: Box::new(view(execution)) };
-    match serde_json::to_string(&message) {
+    encode(&ServerMessage::Update { execution: Box::new(view(execution)) })
+}
+
+fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
+    match serde_json::to_string(message) {
         Ok(text) => Some(text.into()),
         Err(error) => {
-            warn!(%error, "could not encode an update");
+            warn!(%error, "could not encode a message");
             None
         }
     }
@@ -53,5 +64,8 @@ mod tests {
         let message: ServerMessage = serde_json::from_str(&text).unwrap();
         let ServerMessage::Update { execution } = message else { panic!("not an update: {text}") };
         assert_eq!((execution.id.as_str(), execution.status), ("run-1", crate::api::State::Cancelled));
+        let gone = Change::gone(change.execution.clone());
+        let message: ServerMessage = serde_json::from_str(&gone.message.expect("encoded")).unwrap();
+        assert_eq!(message, ServerMessage::Gone { id: "run-1".into() });
     }
 }

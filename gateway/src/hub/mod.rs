@@ -82,9 +82,13 @@ impl Hub {
 }
 
 /// The change an event brings, if clients would see one: an Execution new
-/// to the store, or one whose view differs from the stored one. During a
-/// re-list the store still holds what clients were last sent.
+/// to the store, one whose view differs from the stored one, or one
+/// deleted. During a re-list the store still holds what clients were last
+/// sent (a deletion missed while the watch was down is not told).
 fn changed(store: &Store<Execution>, event: &Event<Execution>) -> Option<Change> {
+    if let Event::Delete(execution) = event {
+        return Some(Change::gone(Arc::new(execution.clone())));
+    }
     let (Event::Apply(execution) | Event::InitApply(execution)) = event else { return None };
     let before = store.get(&ObjectRef::from_obj(execution));
     if before.is_some_and(|before| view(&before) == view(execution)) {
@@ -123,6 +127,7 @@ mod tests {
 
         let cancelled = changed(&store, &Event::Apply(execution(Phase::Cancelled))).expect("a new phase");
         assert_eq!(cancelled.execution.status.as_ref().map(|s| s.phase), Some(Phase::Cancelled));
-        assert!(changed(&store, &Event::Delete(annotated)).is_none(), "deletes are not pushed");
+        let gone = changed(&store, &Event::Delete(annotated)).expect("a deletion is told");
+        assert!(gone.gone, "{gone:?}");
     }
 }

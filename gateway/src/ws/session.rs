@@ -92,7 +92,13 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, tenant: Tenant) {
                 }
             }
             received = session.follower.recv() => match received {
-                Received::Change(change) => session.push_change(&change),
+                Received::Change(change) => {
+                    session.push_change(&change);
+                    if change.gone {
+                        let (namespace, id) = (change.execution.metadata.namespace.clone(), change.execution.metadata.name.clone());
+                        session.follower.unfollow(&namespace.unwrap_or_default(), &id.unwrap_or_default());
+                    }
+                }
                 // Too far behind the watch: resend the current state instead.
                 Received::Lagged => session.resend_all(),
             },
