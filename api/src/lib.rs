@@ -35,6 +35,12 @@ pub struct SubmitRequest {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsInput>,
+    /// Submitting again with the same key (for this API key) returns the
+    /// same run instead of starting a second one, for as long as the run
+    /// is kept; the same key with a different request is refused (422).
+    /// REST clients may send it as the `Idempotency-Key` header instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Clone, Debug, Default, PartialEq)]

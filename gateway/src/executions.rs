@@ -14,16 +14,30 @@ use crate::auth::Tenant;
 use crate::convert::to_spec;
 use crate::error::ApiError;
 use crate::hub::Received;
+use crate::idempotency::{self, Idempotent};
 use crate::state::AppState;
 
 pub const TENANT_LABEL: &str = "sandrun.dev/tenant";
 const FIELD_MANAGER: &str = "sandrun-gateway";
 
 /// Creates the Execution in the tenant's namespace, if the key's policy
-/// allows the run and the key has room for one more.
-pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) -> Result<Execution, ApiError> {
+/// allows the run and the key has room for one more. With an idempotency
+/// key (`header` or the request's), a retry gets the run the first submit
+/// made, as it is now.
+pub async fn create(
+    state: &AppState,
+    tenant: &Tenant,
+    request: &SubmitRequest,
+    header: Option<&str>,
+) -> Result<Arc<Execution>, ApiError> {
     let mut spec = to_spec(request)?;
     tenant.policy.check(&spec)?;
+    let idempotent = idempotency::key(header, request)?.map(|key| idempotency::bind(&tenant.name, key, request));
+    if let Some(bound) = &idempotent {
+        if let Some(made) = state.hub.get(&tenant.namespace, &bound.name) {
+            return replayed(tenant, bound, made);
+        }
+    }
     // Counted on this replica's watch: runs created in the last moments
     // may be missing, so a burst can pass the cap by what the watch lags.
     let active = state.hub.in_namespace(&tenant.namespace).iter().filter(|e| tenant.owns(e) && !is_final(e)).count();
@@ -32,14 +46,39 @@ pub async fn create(state: &AppState, tenant: &Tenant, request: &SubmitRequest) 
     }
     spec.ttl_seconds_after_finished = Some(state.execution_ttl_seconds);
     let mut execution = Execution::new("", spec);
-    execution.metadata.name = None;
-    execution.metadata.generate_name = Some("run-".to_owned());
     execution.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), tenant.name.clone())]));
+    match &idempotent {
+        Some(bound) => {
+            execution.metadata.name = Some(bound.name.clone());
+            execution.metadata.annotations =
+                Some(BTreeMap::from([(idempotency::REQUEST_ANNOTATION.to_owned(), bound.request.clone())]));
+        }
+        None => {
+            execution.metadata.name = None;
+            execution.metadata.generate_name = Some("run-".to_owned());
+        }
+    }
     let api: Api<Execution> = Api::namespaced(state.client.clone(), &tenant.namespace);
-    let created = api
-        .create(&PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() }, &execution)
-        .await;
-    created.map_err(ApiError::from_kube)
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    match (api.create(&params, &execution).await, &idempotent) {
+        (Ok(created), _) => Ok(Arc::new(created)),
+        // Made by a retry racing this one, or not yet in this replica's watch.
+        (Err(kube::Error::Api(status)), Some(bound)) if status.code == 409 => {
+            let made = fetch_from_api(state, &tenant.namespace, &bound.name).await?;
+            replayed(tenant, bound, made)
+        }
+        (Err(e), _) => Err(ApiError::from_kube(e)),
+    }
+}
+
+/// The run an earlier submit with the same idempotency key made, if it was
+/// made with the same request.
+fn replayed(tenant: &Tenant, bound: &Idempotent, made: Arc<Execution>) -> Result<Arc<Execution>, ApiError> {
+    let request = made.metadata.annotations.as_ref().and_then(|a| a.get(idempotency::REQUEST_ANNOTATION));
+    if !tenant.owns(&made) || request != Some(&bound.request) {
+        return Err(ApiError::invalid("idempotencyKey", "was used before for another request"));
+    }
+    Ok(made)
 }
 
 /// The key's Execution as the watch has it, or from the API server when

@@ -10,6 +10,7 @@ pub mod error;
 pub mod executions;
 pub mod extract;
 pub mod hub;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

@@ -39,15 +39,21 @@ pub struct ListQuery {
     continue_: Option<String>,
 }
 
+/// The header a REST client names a submit with, to retry it safely.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// Submit an execution; answers at once (202) or, with `?wait=`, when it
-/// finishes (200) or the wait runs out (202 with its state then).
+/// finishes (200) or the wait runs out (202 with its state then). With an
+/// `Idempotency-Key` header (or `idempotencyKey`), a retry answers with the
+/// run the first submit made (200 once it has finished).
 #[utoipa::path(post, path = "/v1/executions",
     request_body(content = SubmitRequest, description = "The program to run",
         example = json!({"language": "python", "code": "print(6 * 7)", "limits": {"timeoutSeconds": 5}})),
-    params(("wait" = Option<String>, Query, description = "how long to hold for the result, e.g. 30s (max 120s)")),
+    params(("wait" = Option<String>, Query, description = "how long to hold for the result, e.g. 30s (max 120s)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "names the submit: a retry with the same key gets the same run")),
     responses(
         (status = 202, description = "Accepted: queued, or still running when `wait` ran out", body = ExecutionView),
-        (status = 200, description = "Finished within `wait`", body = ExecutionView),
+        (status = 200, description = "Finished within `wait`, or a retry of a finished run", body = ExecutionView),
         (status = 400, description = "Malformed JSON, a body that is not JSON, or an unknown query parameter", body = ErrorBody),
         (status = 403, description = "An `image` this key may not run (`forbidden`, field `image`)", body = ErrorBody),
         (status = 413, description = "Body over the gateway's limit", body = ErrorBody),
@@ -58,16 +64,27 @@ pub struct ListQuery {
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     tenant: Tenant,
+    headers: axum::http::HeaderMap,
     ApiQuery(query): ApiQuery<SubmitQuery>,
     ApiJson(request): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     let wait = query.wait.as_deref().map(parse_wait).transpose()?;
-    let created = create(&state, &tenant, &request).await?;
+    let header = match headers.get(IDEMPOTENCY_KEY) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid("idempotencyKey", "the Idempotency-Key header is not text"))?,
+        ),
+        None => None,
+    };
+    let created = create(&state, &tenant, &request, header).await?;
     let id = created.metadata.name.clone().unwrap_or_default();
     let Some(wait) = wait else {
-        return Ok((StatusCode::ACCEPTED, Json(view(&created))).into_response());
+        // A retry may find its run finished already.
+        let code = if is_final(&created) { StatusCode::OK } else { StatusCode::ACCEPTED };
+        return Ok((code, Json(view(&created))).into_response());
     };
-    let latest = wait_final(&state, &tenant.namespace, &id, wait, Arc::new(created)).await;
+    let latest = wait_final(&state, &tenant.namespace, &id, wait, created).await;
     let shown = view(&latest);
     let code = if shown.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((code, Json(shown)).into_response())

@@ -249,6 +249,49 @@ async fn keys_sharing_a_namespace_see_none_of_each_others_runs() {
     }
 }
 
+/// Retried submits with one idempotency key, also at once and over the
+/// WebSocket, make one run; the same key with another request is refused.
+#[tokio::test]
+async fn a_retried_submit_gets_the_same_run() {
+    let gw = Gateway::from_env();
+    let token = gw.key("demo").token;
+    let key = format!("retry-{}", std::process::id());
+    let body = json!({"language": "bash", "code": "echo once"});
+    let submit = |body: serde_json::Value| {
+        let (gw, token, key) = (&gw, &token, &key);
+        async move {
+            gw.http()
+                .post(format!("{}/v1/executions", gw.url))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key.as_str())
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let answers = futures::future::join_all((0..5).map(|_| submit(body.clone()))).await;
+    let mut ids = Vec::new();
+    for answer in answers {
+        assert!(answer.status() == 202 || answer.status() == 200, "{}", answer.status());
+        ids.push(answer.json::<ExecutionView>().await.unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "five retries at once made {ids:?}");
+    let mut socket = gw.connect(&token).await.unwrap();
+    let mut execute = body.clone();
+    execute["type"] = json!("execute");
+    execute["idempotencyKey"] = json!(key);
+    send_json(&mut socket, execute).await;
+    match next_message(&mut socket, Duration::from_secs(10)).await {
+        Some(ServerMessage::Accepted { id, .. }) => assert_eq!(id, ids[0], "over the WebSocket"),
+        other => panic!("{other:?}"),
+    }
+    let changed = submit(json!({"language": "bash", "code": "echo twice"})).await;
+    assert_eq!(changed.status(), 422);
+    assert_eq!(error_of(changed).await.error.field.as_deref(), Some("idempotencyKey"));
+}
+
 /// A followed run that is deleted is told as `gone`, and is then a 404.
 #[tokio::test]
 async fn a_deleted_run_is_told_gone() {

@@ -181,7 +181,7 @@ impl Session {
                 if let Err(e) = self.tenant.charge() {
                     return self.answer_error(e, ref_).await;
                 }
-                match create(&self.state, &self.tenant, &request).await {
+                match create(&self.state, &self.tenant, &request, None).await {
                     Ok(created) => {
                         let id = created.metadata.name.clone().unwrap_or_default();
                         self.follower.follow(&self.tenant.namespace, &id);
