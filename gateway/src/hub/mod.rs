@@ -40,7 +40,7 @@ impl Hub {
         let followers = Arc::new(FollowerTable::default());
         let (to, known) = (followers.clone(), store.clone());
         let api: Api<Execution> = Api::all(client);
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher(api, watcher::Config::default()).default_backoff().modify(slim);
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
@@ -79,6 +79,23 @@ impl Hub {
         // A store that has seen its first list answers at once.
         futures::FutureExt::now_or_never(self.store.wait_until_ready()).is_some()
     }
+}
+
+/// What no client is shown is not kept: the program (up to 32 files of
+/// 256 KiB), its stdin, args, env and command, and kubectl's and the API
+/// server's bookkeeping. What a view shows (language, status, output,
+/// times) and what the gateway reads (labels, annotations) stays.
+fn slim(execution: &mut Execution) {
+    execution.metadata.managed_fields = None;
+    if let Some(annotations) = execution.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    let spec = &mut execution.spec;
+    spec.source = None;
+    spec.stdin = None;
+    spec.args = Vec::new();
+    spec.env = Vec::new();
+    spec.command = None;
 }
 
 /// The change an event brings, if clients would see one: an Execution new
@@ -129,5 +146,27 @@ mod tests {
         assert_eq!(cancelled.execution.status.as_ref().map(|s| s.phase), Some(Phase::Cancelled));
         let gone = changed(&store, &Event::Delete(annotated)).expect("a deletion is told");
         assert!(gone.gone, "{gone:?}");
+    }
+
+    #[test]
+    fn the_store_keeps_what_clients_see_and_not_the_program() {
+        use sandrun_crds::{EnvVar, Source, SourceFile};
+        let mut big = execution(Phase::Succeeded);
+        big.spec.source = Some(Source {
+            files: vec![SourceFile { path: "main.py".into(), content: "x".repeat(256 * 1024) }],
+            entry: None,
+        });
+        big.spec.stdin = Some("y".repeat(256 * 1024));
+        big.spec.env = vec![EnvVar { name: "A".into(), value: "b".into() }];
+        big.metadata.annotations = Some(BTreeMap::from([
+            ("kubectl.kubernetes.io/last-applied-configuration".into(), "z".repeat(512 * 1024)),
+            ("sandrun.dev/request-sha256".into(), "abc".into()),
+        ]));
+        let shown = view(&big);
+        slim(&mut big);
+        assert_eq!(view(&big), shown, "what clients see is kept");
+        assert_eq!(big.metadata.annotations.as_ref().map(BTreeMap::len), Some(1), "the request digest stays");
+        let size = serde_json::to_vec(&big).unwrap().len();
+        assert!(size < 4 * 1024, "{size} bytes kept");
     }
 }
