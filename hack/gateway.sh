@@ -22,7 +22,8 @@ start() {
   "$repo/hack/gateway-keys.sh" >/dev/null
   ensure_namespaces
   say "starting the gateway on http://$addr (log: $gateway_log)"
-  SANDRUN_GATEWAY_ADDR="$addr" RUST_LOG="${RUST_LOG:-info,kube=warn}" \
+  SANDRUN_GATEWAY_ADDR="$addr" SANDRUN_GATEWAY_METRICS_ADDR="${SANDRUN_GATEWAY_METRICS_ADDR:-127.0.0.1:9091}" \
+    RUST_LOG="${RUST_LOG:-info,kube=warn}" \
     daemon_start gateway "$gateway_pid" "$gateway_log" "http://$addr/readyz" "$gateway_bin" --keys-file "$gateway_keys"
 }
 

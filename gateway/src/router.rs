@@ -38,11 +38,15 @@ pub fn router(state: Arc<AppState>, limits: &Limits) -> Router {
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
         // The playground page: no key needed (the page asks for one).
         .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed);
     api.merge(ops).layer(middleware::from_fn_with_state(state.metrics.clone(), track)).with_state(state)
+}
+
+/// `/metrics` alone, for its own port: the API's port is public.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new().route("/metrics", get(ops::metrics)).with_state(state)
 }
 
 /// axum's own 405 has an empty body; this one is JSON. The Allow header stays.

@@ -27,6 +27,10 @@ const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(10);
 pub struct Args {
     #[arg(long, env = "SANDRUN_GATEWAY_ADDR", default_value = "0.0.0.0:8090")]
     pub listen: SocketAddr,
+    /// Where `/metrics` is served: not the API's port, so neither the
+    /// Service nor the Ingress reaches it.
+    #[arg(long, env = "SANDRUN_GATEWAY_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
     /// YAML file with `keys: [{name, token, namespace, requestsPerSecond, burst}]`.
     #[arg(long, env = "SANDRUN_KEYS_FILE", conflicts_with = "keys_secret")]
     pub keys_file: Option<String>,
@@ -101,7 +105,16 @@ pub async fn run(args: Args) -> Result<(), StartError> {
     let limits = Limits { max_body_bytes: args.max_body_bytes, cors_origins: args.cors_origins.clone() };
     let listener =
         TcpListener::bind(args.listen).await.map_err(|source| StartError::Serve { addr: args.listen, source })?;
-    info!(addr = %args.listen, "sandrun-gateway listening");
+    let metrics = TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|source| StartError::Serve { addr: args.metrics_listen, source })?;
+    info!(addr = %args.listen, metrics = %args.metrics_listen, "sandrun-gateway listening");
+    let metrics_app = crate::router::metrics_router(state.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(metrics, metrics_app).await {
+            warn!(%error, "serving /metrics");
+        }
+    });
     serve(listener, state, &limits, shutdown_signal())
         .await
         .map_err(|source| StartError::Serve { addr: args.listen, source })

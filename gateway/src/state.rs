@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub registry: Registry,
     pub shutdown: Shutdown,
+    /// When `/readyz` last asked the API server, and whether it answered.
+    pub last_api_check: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl AppState {
@@ -27,6 +29,15 @@ impl AppState {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let hub = Hub::start(client.clone());
-        Self { client, execution_ttl_seconds, keys, hub, metrics, registry, shutdown: Shutdown::default() }
+        Self {
+            client,
+            execution_ttl_seconds,
+            keys,
+            hub,
+            metrics,
+            registry,
+            shutdown: Shutdown::default(),
+            last_api_check: std::sync::Mutex::default(),
+        }
     }
 }

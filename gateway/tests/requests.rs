@@ -203,6 +203,9 @@ async fn a_flood_is_answered_429_with_retry_after() {
 async fn openapi_health_and_cors_are_served() {
     let (status, _, _) = send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
+    // Served on a port of its own, which the Service and Ingress do not reach.
+    let (status, _, _) = send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "/metrics on the API's port");
     let response = app().oneshot(Request::get("/v1/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let doc: serde_json::Value =

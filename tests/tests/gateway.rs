@@ -426,7 +426,7 @@ async fn replicas_work_side_by_side() {
     let apply = kube::api::PatchParams::apply("sandrun-e2e").force();
     secrets.patch("e2e-gateway-keys", &apply, &kube::api::Patch::Apply(&secret)).await.expect("keys Secret");
     let child = std::process::Command::new(sandrun_e2e::built_binary("sandrun-gateway"))
-        .args(["--listen", addr, "--keys-secret", "sandrun-demo/e2e-gateway-keys"])
+        .args(["--listen", addr, "--metrics-listen", "127.0.0.1:0", "--keys-secret", "sandrun-demo/e2e-gateway-keys"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
