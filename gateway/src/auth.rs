@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::executions::TENANT_LABEL;
-use crate::policy::{default_max_active, Policy, PolicyError};
+use crate::policy::{default_max_active, default_max_sockets, default_max_subscriptions, Policy, PolicyError};
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -44,6 +44,10 @@ pub struct KeyEntry {
     pub max_cpu: Option<String>,
     #[serde(default)]
     pub max_output_bytes: Option<u32>,
+    #[serde(default = "default_max_sockets")]
+    pub max_sockets: usize,
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
 }
 
 impl KeyEntry {
@@ -55,6 +59,8 @@ impl KeyEntry {
             max_memory: self.max_memory.clone(),
             max_cpu: self.max_cpu.clone(),
             max_output_bytes: self.max_output_bytes,
+            max_sockets: self.max_sockets,
+            max_subscriptions: self.max_subscriptions,
         }
     }
 }
@@ -74,6 +80,18 @@ pub struct Tenant {
     pub namespace: String,
     pub policy: Arc<Policy>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// This key's WebSockets open on this replica.
+    sockets: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One of a key's open WebSockets; the count goes down when it drops.
+#[derive(Debug)]
+pub struct SocketSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Tenant {
@@ -89,6 +107,16 @@ impl Tenant {
     pub fn owns(&self, execution: &sandrun_crds::Execution) -> bool {
         execution.metadata.namespace.as_deref() == Some(self.namespace.as_str())
             && execution.metadata.labels.as_ref().and_then(|l| l.get(TENANT_LABEL)) == Some(&self.name)
+    }
+
+    /// Takes one of the key's WebSocket slots, or says it has none left.
+    pub fn open_socket(&self) -> Result<SocketSlot, ApiError> {
+        use std::sync::atomic::Ordering;
+        let limit = self.policy.max_sockets;
+        self.sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < limit).then_some(open + 1))
+            .map(|_| SocketSlot(self.sockets.clone()))
+            .map_err(|_| ApiError::TooMany { what: "sockets", limit })
     }
 
     /// Takes one token from the key's bucket, or says when to come back.
@@ -148,6 +176,7 @@ impl Keys {
                 name: entry.name.clone(),
                 namespace: entry.namespace,
                 policy: Arc::new(policy),
+                sockets: Arc::default(),
                 limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
             };
             if let Some(other) = by_token.insert(entry.token, tenant) {
@@ -248,6 +277,18 @@ mod tests {
         for (case, execution, want) in cases {
             assert_eq!(a.owns(&execution), want, "{case}");
         }
+    }
+
+    #[test]
+    fn a_key_has_as_many_sockets_as_it_may_and_gets_them_back() {
+        let keys =
+            Keys::from_yaml("keys:\n  - {name: a, token: aaaaaaaaaaaaaaaa, namespace: n, maxSockets: 2}\n").unwrap();
+        let a = keys.lookup("aaaaaaaaaaaaaaaa").unwrap();
+        let (one, _two) = (a.open_socket().unwrap(), a.clone().open_socket().unwrap());
+        let third = a.open_socket().unwrap_err();
+        assert_eq!((third.status().as_u16(), third.code()), (429, "too_many_sockets"));
+        drop(one);
+        assert!(a.open_socket().is_ok(), "a closed socket's slot comes back");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ApiError {
     Forbidden { field: String, message: String },
     #[error("this key has {limit} runs not yet finished, its most; submit again when one finishes")]
     TooManyActive { limit: usize },
+    #[error("this key has {limit} {what} open, its most")]
+    TooMany { what: &'static str, limit: usize },
     #[error("the Kubernetes API rejected the execution: {0}")]
     Rejected(String),
     /// The detail goes to the gateway's log, not to the client: it names
@@ -62,7 +64,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            ApiError::RateLimited { .. } | ApiError::TooManyActive { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyActive { .. } | ApiError::TooMany { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -80,6 +84,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::TooManyActive { .. } => "too_many_active",
+            ApiError::TooMany { what: "sockets", .. } => "too_many_sockets",
+            ApiError::TooMany { .. } => "too_many_subscriptions",
             ApiError::Rejected(_) => "rejected",
             ApiError::Unavailable(_) => "unavailable",
         }

@@ -21,10 +21,22 @@ pub struct Policy {
     pub max_memory: Option<String>,
     pub max_cpu: Option<String>,
     pub max_output_bytes: Option<u32>,
+    /// WebSockets of this key open at once (on each gateway replica).
+    pub max_sockets: usize,
+    /// Runs one socket follows at once.
+    pub max_subscriptions: usize,
 }
 
 pub fn default_max_active() -> usize {
     100
+}
+
+pub fn default_max_sockets() -> usize {
+    100
+}
+
+pub fn default_max_subscriptions() -> usize {
+    1000
 }
 
 impl Default for Policy {
@@ -36,6 +48,8 @@ impl Default for Policy {
             max_memory: None,
             max_cpu: None,
             max_output_bytes: None,
+            max_sockets: default_max_sockets(),
+            max_subscriptions: default_max_subscriptions(),
         }
     }
 }
@@ -46,7 +60,7 @@ pub enum PolicyError {
     BadMemory(String),
     #[error("maxCpu {0:?} is not a CPU quantity")]
     BadCpu(String),
-    #[error("maxActive must be at least 1")]
+    #[error("maxActive, maxSockets and maxSubscriptions must be at least 1")]
     NoRuns,
 }
 
@@ -59,7 +73,7 @@ impl Policy {
         if let Some(c) = self.max_cpu.as_ref().filter(|c| cpu_millis(c).is_none()) {
             return Err(PolicyError::BadCpu(c.clone()));
         }
-        if self.max_active == 0 {
+        if self.max_active == 0 || self.max_sockets == 0 || self.max_subscriptions == 0 {
             return Err(PolicyError::NoRuns);
         }
         Ok(())

@@ -398,6 +398,62 @@ async fn a_key_is_held_to_its_policy() {
     }
 }
 
+/// `sockets` may hold three sockets and follow two runs on each.
+#[tokio::test]
+async fn a_key_is_held_to_its_socket_and_subscription_caps() {
+    let gw = Gateway::from_env();
+    let capped = gw.key("sockets").token;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(gw.connect(&capped).await.expect("within the cap"));
+    }
+    match gw.connect(&capped).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a fourth socket: {:?}", other.map(|_| "connected")),
+    }
+    drop(open.pop());
+    // The server sees the close and gives the slot back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut socket = loop {
+        match gw.connect(&capped).await {
+            Ok(socket) => break socket,
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("the closed socket's slot never came back: {e}"),
+        }
+    };
+    for id in ["run-a", "run-b"] {
+        // Not found, but the follow is what counts: it is dropped on a 404.
+        send_json(&mut socket, json!({"type": "subscribe", "id": id})).await;
+        let _ = next_message(&mut socket, Duration::from_secs(5)).await;
+    }
+    let runs: Vec<ExecutionView> = {
+        let mut made = Vec::new();
+        for _ in 0..2 {
+            let body = json!({"language": "bash", "code": "sleep 5"});
+            made.push(post(&gw, &capped, "/v1/executions", &body).await.json().await.unwrap());
+        }
+        made
+    };
+    for run in &runs {
+        send_json(&mut socket, json!({"type": "subscribe", "id": run.id})).await;
+        match next_message(&mut socket, Duration::from_secs(5)).await {
+            Some(ServerMessage::Update { execution }) => assert_eq!(execution.id, run.id),
+            other => panic!("subscribe within the cap: {other:?}"),
+        }
+    }
+    send_json(&mut socket, json!({"type": "subscribe", "id": "run-c"})).await;
+    loop {
+        match next_message(&mut socket, Duration::from_secs(5)).await {
+            Some(ServerMessage::Error { error, .. }) => {
+                assert_eq!(error.code, "too_many_subscriptions");
+                break;
+            }
+            Some(ServerMessage::Update { .. }) => {}
+            other => panic!("a third subscription: {other:?}"),
+        }
+    }
+}
+
 /// A second gateway process, stopped when dropped.
 struct SecondGateway(std::process::Child);
 

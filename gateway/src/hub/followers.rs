@@ -113,6 +113,11 @@ impl Follower {
         }
     }
 
+    /// How many Executions it follows.
+    pub fn count(&self) -> usize {
+        self.following.len()
+    }
+
     /// The names it follows in `namespace`.
     pub fn following<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.following.iter().filter(move |(ns, _)| ns == namespace).map(|(_, name)| name.as_str())

@@ -29,7 +29,8 @@ use protocol::{READ_BUFFER_BYTES, READ_LIMIT_BYTES};
     responses(
         (status = 101, description = "Switched to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
-        (status = 426, description = "This connection cannot be upgraded", body = ErrorBody)),
+        (status = 426, description = "This connection cannot be upgraded", body = ErrorBody),
+        (status = 429, description = "Rate limited, or this key has its most sockets open (`too_many_sockets`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -37,7 +38,10 @@ pub async fn upgrade(
     tenant: Tenant,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(ws?
+    let ws = ws?;
+    // Held by the session until it ends.
+    let slot = tenant.open_socket()?;
+    Ok(ws
         // Answers a browser that offered `sandrun.v1` (beside the key's
         // subprotocol, see auth::bearer) with it; never with the key's.
         .protocols([crate::auth::WS_PROTOCOL])
@@ -46,7 +50,7 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             // Tracked, so that a shutdown waits for its close handshake.
-            let session = session::run(socket, state.clone(), tenant);
+            let session = session::run(socket, state.clone(), tenant, slot);
             state.shutdown.track(session)
         }))
 }

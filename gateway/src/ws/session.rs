@@ -24,7 +24,7 @@ use super::protocol::{
     encode, on_read_error, parse, update, End, CLOSE_POLICY, GOING_AWAY, MAX_MESSAGE_BYTES, TOO_BIG,
 };
 use crate::api::{ClientMessage, ServerMessage};
-use crate::auth::Tenant;
+use crate::auth::{SocketSlot, Tenant};
 use crate::error::ApiError;
 use crate::executions::{create, fetch};
 use crate::hub::{update_message, Change, Follower, Received};
@@ -47,7 +47,9 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves one socket until it closes, is closed, or is cut off.
-pub async fn run(socket: WebSocket, state: Arc<AppState>, tenant: Tenant) {
+pub async fn run(socket: WebSocket, state: Arc<AppState>, tenant: Tenant, slot: SocketSlot) {
+    // The key's socket count goes down when this session ends.
+    let _slot = slot;
     state.metrics.open_sockets.inc();
     let (mut sink, mut incoming) = socket.split();
     let (outbox, mut to_send) = mpsc::channel::<Message>(OUTBOX);
@@ -178,7 +180,7 @@ impl Session {
         };
         match message {
             ClientMessage::Execute { ref_, request } => {
-                if let Err(e) = self.tenant.charge() {
+                if let Err(e) = self.tenant.charge().and_then(|()| self.room_to_follow()) {
                     return self.answer_error(e, ref_).await;
                 }
                 match create(&self.state, &self.tenant, &request, None).await {
@@ -194,7 +196,7 @@ impl Session {
                 }
             }
             // Like a REST GET, a subscribe costs a token: it may go to the API server.
-            ClientMessage::Subscribe { id } => match self.tenant.charge() {
+            ClientMessage::Subscribe { id } => match self.tenant.charge().and_then(|()| self.room_to_follow()) {
                 Err(e) => self.answer_error(e, None).await,
                 Ok(()) => {
                     // Followed before its state is read, so that no change in between is lost.
@@ -209,6 +211,15 @@ impl Session {
                 }
             },
             ClientMessage::Unsubscribe { id } => self.follower.unfollow(&self.tenant.namespace, &id),
+        }
+    }
+
+    /// Whether this socket may follow one more run.
+    fn room_to_follow(&self) -> Result<(), ApiError> {
+        let limit = self.tenant.policy.max_subscriptions;
+        match self.follower.count() < limit {
+            true => Ok(()),
+            false => Err(ApiError::TooMany { what: "subscriptions", limit }),
         }
     }
 
@@ -274,10 +285,10 @@ mod tests {
     fn an_idle_socket_costs_little() {
         // Every open socket's task holds a session future; it must not hold
         // the state of a request in flight (see the Box in `run`).
-        fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let size = future_size(run as fn(_, _, _) -> _);
+        let size = future_size(run as fn(_, _, _, _) -> _);
         assert!(size < 3 * 1024, "a session future of {size} bytes");
     }
 }
