@@ -80,6 +80,8 @@ pub struct Tenant {
     pub namespace: String,
     pub policy: Arc<Policy>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// Requests per second and burst the limiter was made with.
+    quota: (u32, u32),
     /// This key's WebSockets open on this replica.
     sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -130,7 +132,8 @@ impl Tenant {
 
 #[derive(Clone, Default)]
 pub struct Keys {
-    by_token: Arc<HashMap<String, Tenant>>,
+    /// Swapped whole when the keys file changes; readers clone the Arc.
+    by_token: Arc<std::sync::RwLock<Arc<HashMap<String, Tenant>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,23 +180,47 @@ impl Keys {
                 namespace: entry.namespace,
                 policy: Arc::new(policy),
                 sockets: Arc::default(),
+                quota: (entry.requests_per_second, entry.burst),
                 limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
             };
             if let Some(other) = by_token.insert(entry.token, tenant) {
                 return Err(KeysError::Duplicate(other.name, entry.name));
             }
         }
-        Ok(Self { by_token: Arc::new(by_token) })
+        Ok(Self { by_token: Arc::new(std::sync::RwLock::new(Arc::new(by_token))) })
     }
 
-    pub fn lookup(&self, token: &str) -> Option<&Tenant> {
-        self.by_token.get(token)
+    pub fn lookup(&self, token: &str) -> Option<Tenant> {
+        self.current().get(token).cloned()
+    }
+
+    fn current(&self) -> Arc<HashMap<String, Tenant>> {
+        self.by_token.read().map_or_else(|poisoned| poisoned.into_inner().clone(), |keys| keys.clone())
+    }
+
+    /// Takes a changed keys file: new keys work and removed ones stop at
+    /// once. A key whose token, name and rate stay keeps its rate bucket
+    /// and its count of open sockets. A file that does not parse changes
+    /// nothing.
+    pub fn reload(&self, text: &str) -> Result<(), KeysError> {
+        let fresh = Keys::from_yaml(text)?;
+        let old = self.current();
+        let mut next = fresh.current().as_ref().clone();
+        for (token, tenant) in next.iter_mut() {
+            if let Some(before) = old.get(token).filter(|b| b.name == tenant.name && b.quota == tenant.quota) {
+                tenant.limiter = before.limiter.clone();
+                tenant.sockets = before.sockets.clone();
+            }
+        }
+        let mut keys = self.by_token.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *keys = Arc::new(next);
+        Ok(())
     }
 
     /// The caller of a request, charged one token for it.
     pub fn authenticate(&self, parts: &Parts) -> Result<Tenant, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let tenant = self.lookup(&token).ok_or(ApiError::Unauthorized)?.clone();
+        let tenant = self.lookup(&token).ok_or(ApiError::Unauthorized)?;
         tenant.charge()?;
         Ok(tenant)
     }
@@ -289,6 +316,21 @@ mod tests {
         assert_eq!((third.status().as_u16(), third.code()), (429, "too_many_sockets"));
         drop(one);
         assert!(a.open_socket().is_ok(), "a closed socket's slot comes back");
+    }
+
+    #[test]
+    fn a_reload_adds_and_revokes_keys_and_keeps_the_buckets_of_the_rest() {
+        let keys = Keys::from_yaml(KEYS).unwrap();
+        let a = keys.lookup("aaaaaaaaaaaaaaaa").unwrap();
+        // a: 1 per second, burst 2; empty its bucket.
+        assert!(a.charge().is_ok() && a.charge().is_ok() && a.charge().is_err());
+        let changed = "keys:\n  - {name: a, token: aaaaaaaaaaaaaaaa, namespace: team-a, requestsPerSecond: 1, burst: 2}\n  - {name: c, token: cccccccccccccccc, namespace: team-c}\n";
+        keys.reload(changed).unwrap();
+        assert!(keys.lookup("bbbbbbbbbbbbbbbb").is_none(), "b was revoked");
+        assert_eq!(keys.lookup("cccccccccccccccc").unwrap().namespace, "team-c");
+        assert!(keys.lookup("aaaaaaaaaaaaaaaa").unwrap().charge().is_err(), "a reload does not refill a's bucket");
+        assert!(keys.reload("keys: [").is_err());
+        assert!(keys.lookup("cccccccccccccccc").is_some(), "a broken file changes nothing");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// pod's 30 s grace period.
 const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "sandrun-gateway", version, about = "REST and WebSocket gateway to sandrun Executions")]
 pub struct Args {
     #[arg(long, env = "SANDRUN_GATEWAY_ADDR", default_value = "0.0.0.0:8090")]
@@ -82,10 +82,37 @@ pub enum StartError {
 }
 
 async fn load_keys(args: &Args, client: &Client) -> Result<Keys, StartError> {
+    Ok(Keys::from_yaml(&read_keys(args, client).await?)?)
+}
+
+/// How often the keys file or Secret is read again: a revoked key stops
+/// working within this long (open sockets of it are not closed).
+const KEYS_RELOAD: Duration = Duration::from_secs(10);
+
+/// Reads the keys again every [`KEYS_RELOAD`] and takes them when they changed.
+fn reload_keys(args: Args, client: Client, keys: Keys) {
+    tokio::spawn(async move {
+        let mut last = read_keys(&args, &client).await.ok();
+        loop {
+            tokio::time::sleep(KEYS_RELOAD).await;
+            match read_keys(&args, &client).await {
+                Ok(text) if last.as_ref() != Some(&text) => match keys.reload(&text) {
+                    Ok(()) => {
+                        info!("keys reloaded");
+                        last = Some(text);
+                    }
+                    Err(error) => warn!(%error, "the changed keys do not parse; keeping the ones before"),
+                },
+                Ok(_) => {}
+                Err(error) => warn!(%error, "reading the keys again"),
+            }
+        }
+    });
+}
+
+async fn read_keys(args: &Args, client: &Client) -> Result<String, StartError> {
     if let Some(path) = &args.keys_file {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| StartError::ReadKeys { path: path.clone(), source })?;
-        return Ok(Keys::from_yaml(&text)?);
+        return std::fs::read_to_string(path).map_err(|source| StartError::ReadKeys { path: path.clone(), source });
     }
     let Some(full) = &args.keys_secret else { return Err(StartError::NoKeys) };
     let (namespace, name) = full.split_once('/').ok_or_else(|| StartError::SecretName(full.clone()))?;
@@ -95,12 +122,13 @@ async fn load_keys(args: &Args, client: &Client) -> Result<Keys, StartError> {
         .map_err(|source| StartError::Secret { name: full.clone(), source })?;
     let bytes =
         secret.data.and_then(|d| d.get("keys.yaml").cloned()).ok_or_else(|| StartError::SecretEntry(full.clone()))?;
-    Ok(Keys::from_yaml(&String::from_utf8_lossy(&bytes.0))?)
+    Ok(String::from_utf8_lossy(&bytes.0).into_owned())
 }
 
 pub async fn run(args: Args) -> Result<(), StartError> {
     let client = Client::try_default().await.map_err(StartError::Connect)?;
     let keys = load_keys(&args, &client).await?;
+    reload_keys(args.clone(), client.clone(), keys.clone());
     let state = Arc::new(AppState::new(client, keys, args.execution_ttl_seconds));
     let limits = Limits { max_body_bytes: args.max_body_bytes, cors_origins: args.cors_origins.clone() };
     let listener =

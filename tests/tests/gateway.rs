@@ -509,3 +509,54 @@ async fn replicas_work_side_by_side() {
     let done = until_final(&mut socket, &queued.id, FINAL_WITHIN).await;
     assert_eq!((done.status, done.stdout.as_deref()), (State::Succeeded, Some("two replicas\n")));
 }
+
+/// A changed keys Secret is taken without a restart: a new key works and
+/// a removed one is refused, within the reload interval (10 s).
+#[tokio::test]
+async fn keys_reload_when_their_secret_changes() {
+    let gw = Gateway::from_env();
+    let addr = "127.0.0.1:8092";
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube::Client::try_default().await.expect("kube client"), "sandrun-demo");
+    let put = |tokens: &[(&str, &str)]| {
+        let entries: String = tokens
+            .iter()
+            .map(|(name, token)| format!("  - {{name: {name}, token: {token}, namespace: sandrun-demo}}\n"))
+            .collect();
+        k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta { name: Some("e2e-reload-keys".into()), ..Default::default() },
+            string_data: Some([("keys.yaml".to_owned(), format!("keys:\n{entries}"))].into()),
+            ..Default::default()
+        }
+    };
+    let apply = kube::api::PatchParams::apply("sandrun-e2e").force();
+    let (old, new) = ("reload-old-token-0001", "reload-new-token-0002");
+    let first = put(&[("old", old)]);
+    secrets.patch("e2e-reload-keys", &apply, &kube::api::Patch::Apply(&first)).await.expect("keys Secret");
+    let child = std::process::Command::new(sandrun_e2e::built_binary("sandrun-gateway"))
+        .args(["--listen", addr, "--metrics-listen", "127.0.0.1:0", "--keys-secret", "sandrun-demo/e2e-reload-keys"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a gateway");
+    let _gateway = SecondGateway(child);
+    let list = |token: &'static str| {
+        let (http, url) = (gw.http(), format!("http://{addr}/v1/executions?limit=1"));
+        async move { http.get(url).bearer_auth(token).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while list(old).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the gateway never took the first key");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(list(new).await, 401);
+    let second = put(&[("new", new)]);
+    secrets.patch("e2e-reload-keys", &apply, &kube::api::Patch::Apply(&second)).await.expect("keys Secret");
+    let changed = std::time::Instant::now();
+    while list(new).await != 200 {
+        assert!(changed.elapsed() < Duration::from_secs(30), "the new key never worked");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(list(old).await, 401, "the removed key still works");
+    println!("a changed key took {:?}", changed.elapsed());
+}
