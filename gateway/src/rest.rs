@@ -8,6 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kube::ResourceExt;
+use sandrun_crds::Execution;
 use serde::Deserialize;
 
 use crate::api::{ErrorBody, ExecutionList, ExecutionView, State as RunState, SubmitRequest};
@@ -145,14 +147,22 @@ pub async fn list(
         }
         None => 0,
     };
-    let mut all: Vec<ExecutionView> =
-        state.hub.in_namespace(&tenant.namespace).iter().filter(|e| tenant.owns(e)).map(|e| view(e)).collect();
-    all.retain(|v| wanted.is_none_or(|w| v.status == w));
+    // Filtered and ordered on the stored objects, and only the page is
+    // turned into views: a view copies both outputs.
+    let phase = |e: &Execution| crate::convert::state(e.status.as_ref().map(|s| s.phase).unwrap_or_default());
+    let mut all: Vec<Arc<Execution>> = state
+        .hub
+        .in_namespace(&tenant.namespace)
+        .into_iter()
+        .filter(|e| tenant.owns(e) && wanted.is_none_or(|w| phase(e) == w))
+        .collect();
     // Newest first; the id breaks ties so pages are stable.
-    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+    all.sort_by(|a, b| {
+        b.metadata.creation_timestamp.cmp(&a.metadata.creation_timestamp).then_with(|| a.name_any().cmp(&b.name_any()))
+    });
     let end = offset.saturating_add(limit);
     let next = (end < all.len()).then(|| end.to_string());
-    let items = all.into_iter().skip(offset).take(limit).collect();
+    let items = all.iter().skip(offset).take(limit).map(|e| view(e)).collect();
     Ok(Json(ExecutionList { items, next }))
 }
 
