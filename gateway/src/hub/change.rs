@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use sandrun_crds::Execution;
-use tracing::warn;
 
 use crate::api::ServerMessage;
-use crate::convert::view;
+use crate::ws::protocol::{encode, update};
 
 /// An Execution as it changed, with the message that tells clients so.
 #[derive(Debug)]
@@ -29,23 +28,13 @@ impl Change {
 
     pub fn gone(execution: Arc<Execution>) -> Self {
         let message = ServerMessage::Gone { id: execution.metadata.name.clone().unwrap_or_default() };
-        Self { message: encode(&message), execution, gone: true }
+        Self { message: encode(&message).map(Into::into), execution, gone: true }
     }
 }
 
 /// The WebSocket `update` message for an Execution.
 pub fn update_message(execution: &Execution) -> Option<Utf8Bytes> {
-    encode(&ServerMessage::Update { execution: Box::new(view(execution)) })
-}
-
-fn encode(message: &ServerMessage) -> Option<Utf8Bytes> {
-    match serde_json::to_string(message) {
-        Ok(text) => Some(text.into()),
-        Err(error) => {
-            warn!(%error, "could not encode a message");
-            None
-        }
-    }
+    encode(&update(execution)).map(Into::into)
 }
 
 #[cfg(test)]

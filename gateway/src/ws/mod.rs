@@ -3,7 +3,7 @@
 //! `upgrade` is the handler; `protocol` holds the message limits, reading
 //! and writing, and the close codes; `session` runs one socket.
 
-mod protocol;
+pub(crate) mod protocol;
 mod session;
 
 use std::sync::Arc;
